@@ -1,0 +1,25 @@
+"""All models, imported so that the metadata knows every table."""
+from app.models import base  # noqa: F401  (naming convention first)
+from app.models.audit import AuditLog
+from app.models.fees import FeeItem, FeeTier
+from app.models.leases import Lease, LeaseFee, lease_units
+from app.models.markets import Market, Zone, zone_managers
+from app.models.merchants import Merchant
+from app.models.meters import Meter, MeterReplacement
+from app.models.units import Unit
+
+__all__ = [
+    "AuditLog",
+    "FeeItem",
+    "FeeTier",
+    "Lease",
+    "LeaseFee",
+    "Market",
+    "Merchant",
+    "Meter",
+    "MeterReplacement",
+    "Unit",
+    "Zone",
+    "lease_units",
+    "zone_managers",
+]

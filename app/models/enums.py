@@ -1,0 +1,128 @@
+"""Enumerations shared by models, services and the API (stable English values)."""
+import enum
+
+from flask_babel import lazy_gettext as _
+
+
+class LabeledEnum(str, enum.Enum):
+    """A str enum whose members carry a translated label."""
+
+    def __str__(self):
+        return str(self.label)
+
+    @property
+    def label(self):
+        return self._labels().get(self.value, self.value)
+
+    @classmethod
+    def _labels(cls):
+        return {}
+
+    @classmethod
+    def choices(cls):
+        return [(m.value, m.label) for m in cls]
+
+
+class MarketKind(LabeledEnum):
+    market = "market"
+    mall = "mall"
+
+    @classmethod
+    def _labels(cls):
+        return {"market": _("Market"), "mall": _("Shopping mall")}
+
+
+class UnitStatus(LabeledEnum):
+    vacant = "vacant"
+    leased = "leased"
+    reserved = "reserved"
+    renovating = "renovating"
+
+    @classmethod
+    def _labels(cls):
+        return {
+            "vacant": _("Vacant"),
+            "leased": _("Leased"),
+            "reserved": _("Reserved"),
+            "renovating": _("Renovating"),
+        }
+
+
+class BillingCycle(LabeledEnum):
+    monthly = "monthly"
+    quarterly = "quarterly"
+    yearly = "yearly"
+
+    @property
+    def months(self):
+        return {"monthly": 1, "quarterly": 3, "yearly": 12}[self.value]
+
+    @classmethod
+    def _labels(cls):
+        return {"monthly": _("Monthly"), "quarterly": _("Quarterly"), "yearly": _("Yearly")}
+
+
+class LeaseStatus(LabeledEnum):
+    draft = "draft"
+    active = "active"
+    expiring = "expiring"
+    ended = "ended"
+
+    @classmethod
+    def _labels(cls):
+        return {
+            "draft": _("Draft"),
+            "active": _("Active"),
+            "expiring": _("Expiring"),
+            "ended": _("Ended"),
+        }
+
+
+class FeeKind(LabeledEnum):
+    rent = "rent"
+    management = "management"
+    water = "water"
+    electricity = "electricity"
+    sanitation = "sanitation"
+    other = "other"
+
+    @classmethod
+    def _labels(cls):
+        return {
+            "rent": _("Rent"),
+            "management": _("Management fee"),
+            "water": _("Water"),
+            "electricity": _("Electricity"),
+            "sanitation": _("Sanitation"),
+            "other": _("Other"),
+        }
+
+
+class PricingMode(LabeledEnum):
+    fixed = "fixed"
+    per_area = "per_area"
+    metered = "metered"
+
+    @classmethod
+    def _labels(cls):
+        return {"fixed": _("Fixed"), "per_area": _("Per m²"), "metered": _("Metered")}
+
+
+class MeterType(LabeledEnum):
+    water = "water"
+    electricity = "electricity"
+
+    @classmethod
+    def _labels(cls):
+        return {"water": _("Water"), "electricity": _("Electricity")}
+
+
+class AuditAction(LabeledEnum):
+    insert = "insert"
+    update = "update"
+    delete = "delete"
+    bulk = "bulk"
+
+    @classmethod
+    def _labels(cls):
+        return {"insert": _("Created"), "update": _("Updated"), "delete": _("Deleted"), "bulk": _("Bulk")}

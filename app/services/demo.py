@@ -1,0 +1,243 @@
+"""A believable demo market (金江中心市场): zones, stalls on a plan, merchants, leases, meters, staff."""
+from __future__ import annotations
+
+import os
+import random
+import secrets
+from datetime import date
+from decimal import Decimal
+
+import sqlalchemy as sa
+from flask import current_app
+
+from app.extensions import db
+from app.models import FeeItem, FeeTier, Lease, LeaseFee, Market, Merchant, Meter, Unit, Zone, lease_units
+from app.models.enums import BillingCycle, FeeKind, LeaseStatus, MarketKind, MeterType, PricingMode, UnitStatus
+from app.security import ADMIN, CLERK, FINANCE, LEADER, MANAGER, REPAIRER
+from app.services import audit
+from app.services.exceptions import Forbidden
+from app.services.staff import assign_zone_manager, create_staff_user, ensure_roles
+from app.utils.dates import now_utc
+
+DEMO_MARKET_CODE = "JJ"
+DEMO_USERS = [
+    ("admin", [ADMIN], "系统管理员"),
+    ("leader", [LEADER], "王总"),
+    ("manager1", [MANAGER], "李经理"),
+    ("manager2", [MANAGER], "赵经理"),
+    ("clerk", [CLERK], "陈录入"),
+    ("finance", [FINANCE], "刘财务"),
+    ("repairer1", [REPAIRER], "周师傅"),
+]
+ZONES = [
+    ("A", "A区·蔬菜", "蔬菜"),
+    ("B", "B区·水产", "水产"),
+    ("C", "C区·干货粮油", "干货粮油"),
+    ("D", "D区·肉禽", "肉禽"),
+]
+SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤"
+GIVEN = "伟芳娜秀英敏静丽强磊军洋勇艳杰娟涛明超秀兰霞平刚桂英华建国志强海燕红梅小龙春生德胜金凤玉兰文斌晓东国庆卫东"
+SHOP_WORDS = {
+    "蔬菜": ["鲜蔬", "菜行", "农家菜", "蔬菜批发", "绿源果蔬"],
+    "水产": ["水产", "海鲜行", "鲜鱼档", "河鲜", "冻品"],
+    "干货粮油": ["粮油", "干货行", "调味品", "米面", "南北干货"],
+    "肉禽": ["鲜肉", "禽蛋", "猪肉档", "牛羊肉", "冷鲜肉"],
+}
+
+
+class DemoRefused(Forbidden):
+    code = "demo_refused"
+
+
+def _password():
+    return os.environ.get("DEMO_PASSWORD") or secrets.token_urlsafe(9)
+
+
+def seed_demo(stalls: int = 300, rng_seed: int = 20261123) -> dict:
+    """Build the demo market once; returns what was created (or that it existed)."""
+    if not current_app.config.get("DEMO_ALLOWED", False):
+        raise DemoRefused("生产环境禁止生成演示数据")
+    existing = db.session.scalar(sa.select(Market).where(Market.code == DEMO_MARKET_CODE))
+    if existing is not None:
+        return {"created": False, "market_id": existing.id}
+    rng = random.Random(rng_seed)
+    audit.set_actor(None, "seed-demo")
+    ensure_roles()
+    market = Market(code=DEMO_MARKET_CODE, name="金江中心市场", kind=MarketKind.market,
+                    address="金江市金江大道 88 号", due_days=15)
+    db.session.add(market)
+    db.session.flush()
+    zones = []
+    for code, name, _category in ZONES:
+        zone = Zone(market_id=market.id, code=code, name=name, plan_width=120, plan_height=80)
+        db.session.add(zone)
+        zones.append(zone)
+    db.session.flush()
+    fee_items = _fee_items(market)
+    units = _units(market, zones, stalls, rng)
+    merchants, leases = _merchants_and_leases(market, zones, units, fee_items, rng)
+    meters = _meters(market, units)
+    password = _password()
+    users = {}
+    for username, roles, name in DEMO_USERS:
+        users[username] = create_staff_user(username, password, roles, first_name=name)
+    assign_zone_manager(zones[0], users["manager1"])
+    for zone in zones[1:]:
+        assign_zone_manager(zone, users["manager2"])
+    audit.record_bulk(
+        db.session, market.id, "markets",
+        f"演示市场：{len(units)} 个摊位，{merchants} 户商户，{leases} 份租约，{meters} 块表",
+    )
+    db.session.flush()
+    return {
+        "created": True,
+        "market_id": market.id,
+        "units": len(units),
+        "merchants": merchants,
+        "leases": leases,
+        "meters": meters,
+        "password": password,
+        "password_from_env": bool(os.environ.get("DEMO_PASSWORD")),
+        "users": [u[0] for u in DEMO_USERS],
+    }
+
+
+def _fee_items(market):
+    items = {
+        "rent": FeeItem(market_id=market.id, code="RENT", name="摊位租金", kind=FeeKind.rent,
+                        pricing_mode=PricingMode.per_area, default_rate_fen=Decimal("6000"), unit_label="m²", sort_order=1),
+        "mgmt": FeeItem(market_id=market.id, code="MGMT", name="管理费", kind=FeeKind.management,
+                        pricing_mode=PricingMode.per_area, default_rate_fen=Decimal("500"), unit_label="m²", sort_order=2),
+        "sanitation": FeeItem(market_id=market.id, code="SANI", name="卫生费", kind=FeeKind.sanitation,
+                              pricing_mode=PricingMode.fixed, default_rate_fen=Decimal("3000"), sort_order=3),
+        "water": FeeItem(market_id=market.id, code="WATER", name="水费", kind=FeeKind.water,
+                         pricing_mode=PricingMode.metered, meter_type=MeterType.water,
+                         default_rate_fen=Decimal("420"), unit_label="吨", sort_order=4),
+        "power": FeeItem(market_id=market.id, code="POWER", name="电费", kind=FeeKind.electricity,
+                         pricing_mode=PricingMode.metered, meter_type=MeterType.electricity,
+                         default_rate_fen=Decimal("68"), unit_label="kWh", sort_order=5),
+    }
+    db.session.add_all(items.values())
+    db.session.flush()
+    for low, high, rate in ((0, 200, "68"), (200, 400, "73"), (400, None, "98")):
+        db.session.add(FeeTier(market_id=market.id, fee_item_id=items["power"].id, from_qty=Decimal(low),
+                               to_qty=None if high is None else Decimal(high), rate_fen=Decimal(rate)))
+    for low, high, rate in ((0, 20, "420"), (20, None, "540")):
+        db.session.add(FeeTier(market_id=market.id, fee_item_id=items["water"].id, from_qty=Decimal(low),
+                               to_qty=None if high is None else Decimal(high), rate_fen=Decimal(rate)))
+    return items
+
+
+def _units(market, zones, stalls, rng):
+    """Lay stalls out in rows of 10 with aisles, split evenly over the zones."""
+    now = now_utc()
+    per_zone = [stalls // len(zones) + (1 if i < stalls % len(zones) else 0) for i in range(len(zones))]
+    rows = []
+    for zone, count, (_c, _n, category) in zip(zones, per_zone, ZONES):
+        for i in range(count):
+            row, col = divmod(i, 10)
+            width = Decimal(rng.choice(["3", "4", "4", "5"]))
+            rows.append({
+                "market_id": market.id, "zone_id": zone.id, "code": f"{zone.code}-{i + 1:03d}",
+                "floor": "1", "area_m2": width * Decimal("3"), "category": category,
+                "status": UnitStatus.vacant.value,
+                "plan_x": Decimal(2 + col * 11), "plan_y": Decimal(2 + row * (4 if row % 2 == 0 else 6)),
+                "plan_w": Decimal(10), "plan_h": Decimal(3),
+                "created_dt": now, "updated_dt": now,
+            })
+    _bulk_insert(Unit, rows)
+    return db.session.execute(
+        sa.select(Unit.id, Unit.zone_id, Unit.area_m2, Unit.code, Unit.category)
+        .where(Unit.market_id == market.id).order_by(Unit.id)
+    ).all()
+
+
+def _bulk_insert(model, rows, chunk=5000):
+    for start in range(0, len(rows), chunk):
+        db.session.execute(sa.insert(model), rows[start:start + chunk])
+
+
+def _merchants_and_leases(market, zones, units, fee_items, rng):
+    """About 85% of stalls are leased; a few merchants hold two neighbouring stalls."""
+    now = now_utc()
+    merchants, leases, links, lease_fee_rows, leased_unit_ids = [], [], [], [], []
+    i = 0
+    index = 0
+    while index < len(units):
+        unit = units[index]
+        take = 2 if rng.random() < 0.08 and index + 1 < len(units) and units[index + 1].zone_id == unit.zone_id else 1
+        group = units[index:index + take]
+        index += take
+        if rng.random() > 0.85:
+            continue
+        i += 1
+        surname = SURNAMES[rng.randrange(len(SURNAMES))]
+        given = GIVEN[rng.randrange(len(GIVEN))] + (GIVEN[rng.randrange(len(GIVEN))] if rng.random() < 0.6 else "")
+        shop = rng.choice(SHOP_WORDS[unit.category])
+        merchants.append({
+            "market_id": market.id, "code": f"M{i:05d}", "name": f"{surname}记{shop}",
+            "zone_id": unit.zone_id, "contact_name": surname + given,
+            "phone": f"13{rng.randrange(0, 10)}{rng.randrange(10**8):08d}",
+            "credit_code": f"92{rng.randrange(10**6):06d}MA{rng.randrange(10**8):08d}"[:18],
+            "notify_wechat": True, "notify_sms": rng.random() < 0.7, "notify_bill": True,
+            "notify_overdue": True, "notify_ticket": True, "created_dt": now, "updated_dt": now,
+        })
+        start = date(2025 + rng.randrange(2), rng.choice([1, 3, 4, 7, 9]), 1)
+        leases.append({
+            "market_id": market.id, "code": f"L{i:05d}", "zone_id": unit.zone_id,
+            "start_date": start, "end_date": date(start.year + rng.choice([1, 2, 3]), start.month, 1).replace(day=1),
+            "deposit_fen": int(group[0].area_m2 * 6000 * 2), "status": LeaseStatus.active.value,
+            "billing_cycle": (BillingCycle.monthly if rng.random() < 0.85 else BillingCycle.quarterly).value,
+            "created_dt": now, "updated_dt": now, "_units": [u.id for u in group],
+        })
+        leased_unit_ids.extend(u.id for u in group)
+    _bulk_insert(Merchant, merchants)
+    merchant_ids = db.session.execute(
+        sa.select(Merchant.code, Merchant.id).where(Merchant.market_id == market.id)
+    ).all()
+    by_code = dict(merchant_ids)
+    unit_groups = []
+    for n, lease in enumerate(leases, start=1):
+        lease["merchant_id"] = by_code[f"M{n:05d}"]
+        unit_groups.append(lease.pop("_units"))
+        from datetime import timedelta
+
+        lease["end_date"] = lease["end_date"] - timedelta(days=1)
+    _bulk_insert(Lease, leases)
+    lease_ids = dict(db.session.execute(sa.select(Lease.code, Lease.id).where(Lease.market_id == market.id)).all())
+    for n, group in enumerate(unit_groups, start=1):
+        lease_id = lease_ids[f"L{n:05d}"]
+        links.extend({"lease_id": lease_id, "unit_id": uid} for uid in group)
+        for key in ("rent", "mgmt", "sanitation", "water", "power"):
+            lease_fee_rows.append({
+                "market_id": market.id, "lease_id": lease_id, "fee_item_id": fee_items[key].id,
+                "effective_from": leases[n - 1]["start_date"], "rate_fen": None,
+                "created_dt": now, "updated_dt": now,
+            })
+    _bulk_insert(lease_units, links)
+    _bulk_insert(LeaseFee, lease_fee_rows)
+    for start in range(0, len(leased_unit_ids), 5000):
+        db.session.execute(
+            sa.update(Unit).where(Unit.id.in_(leased_unit_ids[start:start + 5000]))
+            .values(status=UnitStatus.leased.value)
+        )
+    return len(merchants), len(leases)
+
+
+def _meters(market, units):
+    now = now_utc()
+    rows = []
+    for unit in units:
+        for meter_type, prefix, label, maximum in (
+            (MeterType.water, "W", "吨", Decimal("99999")),
+            (MeterType.electricity, "E", "kWh", Decimal("999999")),
+        ):
+            rows.append({
+                "market_id": market.id, "number": f"{prefix}{unit.code.replace('-', '')}",
+                "meter_type": meter_type.value, "unit_id": unit.id, "zone_id": unit.zone_id,
+                "unit_label": label, "multiplier": Decimal(1), "max_reading": maximum,
+                "install_date": date(2024, 12, 1), "start_reading": Decimal(0),
+                "is_public": False, "is_active": True, "created_dt": now, "updated_dt": now,
+            })
+    _bulk_insert(Meter, rows)
+    return len(rows)

@@ -1,0 +1,121 @@
+"""Configuration read from environment variables.
+
+MARKET_ENV selects the profile: development (default, SQLite + in-process jobs),
+testing, or production (PostgreSQL + Redis, refuses to start without SECRET_KEY).
+"""
+import os
+import secrets
+from pathlib import Path
+
+from flask_appbuilder.security.manager import AUTH_DB
+
+BASE_DIR = Path(__file__).resolve().parent
+
+
+def _bool(name, default=False):
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+class Config:
+    APP_NAME = "市场管家"
+    APP_ICON = "/static/img/logo.svg"
+    SECRET_KEY = os.environ.get("SECRET_KEY")
+    SQLALCHEMY_DATABASE_URI = os.environ.get(
+        "DATABASE_URL", f"sqlite:///{BASE_DIR / 'var' / 'market.sqlite'}"
+    )
+    SQLALCHEMY_TRACK_MODIFICATIONS = False
+    #: None means the embedded default: fakeredis, jobs run in-process.
+    REDIS_URL = os.environ.get("REDIS_URL") or None
+    MARKET_TIMEZONE = "Asia/Shanghai"
+
+    # Flask-AppBuilder
+    AUTH_TYPE = AUTH_DB
+    AUTH_ROLE_ADMIN = "Admin"
+    AUTH_ROLE_PUBLIC = "Public"
+    FAB_CREATE_DB = False  # Alembic owns every table, ab_* included
+    # Roles are declared in code (app/security.py); no permission rows to sync.
+    FAB_UPDATE_PERMS = _bool("FAB_UPDATE_PERMS", False)
+    FAB_ADD_SECURITY_API = False
+    FAB_API_SWAGGER_UI = True
+    FAB_API_MAX_PAGE_SIZE = 200
+    FAB_SECURITY_MANAGER_CLASS = "app.security.MarketSecurityManager"
+    FAB_INDEX_VIEW = "app.views.home.HomeView"
+    BABEL_DEFAULT_LOCALE = "zh"
+    BABEL_DEFAULT_TIMEZONE = "Asia/Shanghai"
+    LANGUAGES = {
+        "zh": {"flag": "cn", "name": "中文"},
+        "en": {"flag": "gb", "name": "English"},
+    }
+    BABEL_TRANSLATION_DIRECTORIES = "translations"
+    WTF_CSRF_ENABLED = True
+    WTF_CSRF_TIME_LIMIT = None
+    RATELIMIT_STORAGE_URI = os.environ.get("REDIS_URL") or "memory://"
+
+    # Demo / seed
+    DEMO_ALLOWED = True
+
+    # Public base URL used in QR codes and receipt verification links
+    PUBLIC_BASE_URL = os.environ.get("PUBLIC_BASE_URL", "http://127.0.0.1:5000")
+
+    @classmethod
+    def init(cls):
+        """Fill values that depend on the environment at start-up."""
+        if not cls.SECRET_KEY:
+            key_file = BASE_DIR / "var" / "secret_key"
+            key_file.parent.mkdir(parents=True, exist_ok=True)
+            if not key_file.exists():
+                key_file.write_text(secrets.token_hex(32))
+            cls.SECRET_KEY = key_file.read_text().strip()
+
+
+class DevelopmentConfig(Config):
+    DEBUG = _bool("FLASK_DEBUG", False)
+
+
+class TestingConfig(Config):
+    TESTING = True
+    WTF_CSRF_ENABLED = False
+    SECRET_KEY = "test-secret-key-not-for-production"
+    RATELIMIT_ENABLED = False
+    # Fast hashing so the suite is not dominated by scrypt; never used outside tests.
+    FAB_PASSWORD_HASH_METHOD = "pbkdf2:sha256:1000"
+    SQLALCHEMY_DATABASE_URI = os.environ.get("DATABASE_URL", "sqlite://")
+
+    @classmethod
+    def init(cls):
+        return None
+
+
+class ProductionConfig(Config):
+    DEBUG = False
+    DEMO_ALLOWED = False
+    SESSION_COOKIE_SECURE = _bool("SESSION_COOKIE_SECURE", True)
+
+    @classmethod
+    def init(cls):
+        if not os.environ.get("SECRET_KEY"):
+            raise RuntimeError("SECRET_KEY must be set in production (MARKET_ENV=production)")
+        if not os.environ.get("DATABASE_URL"):
+            raise RuntimeError("DATABASE_URL must be set in production")
+        cls.SECRET_KEY = os.environ["SECRET_KEY"]
+
+
+CONFIGS = {
+    "development": DevelopmentConfig,
+    "testing": TestingConfig,
+    "production": ProductionConfig,
+}
+
+
+def get_config(name=None):
+    """Return the configuration class for MARKET_ENV (or the given name)."""
+    name = name or os.environ.get("MARKET_ENV", "development")
+    try:
+        cfg = CONFIGS[name]
+    except KeyError:
+        raise RuntimeError(f"unknown MARKET_ENV {name!r}; use one of {sorted(CONFIGS)}")
+    cfg.init()
+    return cfg
