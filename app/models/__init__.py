@@ -1,15 +1,28 @@
 """All models, imported so that the metadata knows every table."""
 from app.models import base  # noqa: F401  (naming convention first)
 from app.models.audit import AuditLog
+from app.models.bills import Bill, BillingRun, BillLine, Charge
 from app.models.fees import FeeItem, FeeTier
+from app.models.latefees import LateFeeAccrual, LateFeeRule, LateFeeWaiver
 from app.models.leases import Lease, LeaseFee, lease_units
 from app.models.markets import Market, Zone, zone_managers
 from app.models.merchants import Merchant
 from app.models.meters import Meter, MeterReplacement
+from app.models.payments import Payment, PaymentAllocation, Refund
 from app.models.units import Unit
 
 __all__ = [
     "AuditLog",
+    "Bill",
+    "BillLine",
+    "BillingRun",
+    "Charge",
+    "LateFeeAccrual",
+    "LateFeeRule",
+    "LateFeeWaiver",
+    "Payment",
+    "PaymentAllocation",
+    "Refund",
     "FeeItem",
     "FeeTier",
     "Lease",

@@ -126,3 +126,87 @@ class AuditAction(LabeledEnum):
     @classmethod
     def _labels(cls):
         return {"insert": _("Created"), "update": _("Updated"), "delete": _("Deleted"), "bulk": _("Bulk")}
+
+
+class BillKind(LabeledEnum):
+    regular = "regular"
+    adjustment = "adjustment"
+    adhoc = "adhoc"
+
+    @classmethod
+    def _labels(cls):
+        return {"regular": _("Regular"), "adjustment": _("Adjustment"), "adhoc": _("One-off")}
+
+
+class BillStatus(LabeledEnum):
+    draft = "draft"
+    issued = "issued"
+    partially_paid = "partially_paid"
+    paid = "paid"
+    void = "void"
+
+    @classmethod
+    def _labels(cls):
+        return {
+            "draft": _("Draft"),
+            "issued": _("Issued"),
+            "partially_paid": _("Partially paid"),
+            "paid": _("Paid"),
+            "void": _("Void"),
+        }
+
+
+#: Bills that still expect money (overdue when their due date has passed).
+OPEN_BILL_STATUSES = (BillStatus.issued, BillStatus.partially_paid)
+
+
+class RunStatus(LabeledEnum):
+    queued = "queued"
+    running = "running"
+    posted = "posted"
+    failed = "failed"
+
+    @classmethod
+    def _labels(cls):
+        return {"queued": _("Queued"), "running": _("Running"), "posted": _("Posted"), "failed": _("Failed")}
+
+
+class ChargeStatus(LabeledEnum):
+    pending = "pending"
+    billed = "billed"
+    cancelled = "cancelled"
+
+    @classmethod
+    def _labels(cls):
+        return {"pending": _("Pending"), "billed": _("Billed"), "cancelled": _("Cancelled")}
+
+
+class PaymentMethod(LabeledEnum):
+    wechat = "wechat"
+    cash = "cash"
+    bank_transfer = "bank_transfer"
+
+    @classmethod
+    def _labels(cls):
+        return {"wechat": _("WeChat Pay"), "cash": _("Cash"), "bank_transfer": _("Bank transfer")}
+
+
+class PaymentStatus(LabeledEnum):
+    pending = "pending"
+    succeeded = "succeeded"
+    closed = "closed"
+    failed = "failed"
+
+    @classmethod
+    def _labels(cls):
+        return {"pending": _("Pending"), "succeeded": _("Succeeded"), "closed": _("Closed"), "failed": _("Failed")}
+
+
+class RefundStatus(LabeledEnum):
+    processing = "processing"
+    succeeded = "succeeded"
+    failed = "failed"
+
+    @classmethod
+    def _labels(cls):
+        return {"processing": _("Processing"), "succeeded": _("Succeeded"), "failed": _("Failed")}
