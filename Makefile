@@ -29,7 +29,8 @@ system-deps:
 	fi
 
 translations: $(VENV)/.installed
-	@$(BIN)/pybabel compile -f -q -d app/translations 2>/dev/null || $(BIN)/pybabel compile -f -d app/translations
+	@if ls app/translations/*/LC_MESSAGES/messages.po >/dev/null 2>&1; then \
+		$(BIN)/pybabel compile -f -q -d app/translations; fi
 
 migrate: install
 	@mkdir -p var
