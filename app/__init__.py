@@ -33,22 +33,33 @@ def create_app(config=None) -> Flask:
 def register_extensions(app: Flask) -> None:
     """Bind SQLAlchemy, Alembic, the audit hooks and the job queue to the app."""
     from app import models  # noqa: F401  (every table on the metadata)
-    from app.services import audit
+    from app.services import audit, scope
     from app import queues
 
     db.init_app(app)
     migrate.init_app(app, db, directory="migrations", render_as_batch=True, compare_type=True)
     audit.install()
+    scope.install_write_guard()
     queues.init_app(app)
 
 
 def register_request_hooks(app: Flask) -> None:
     """Give every request an id (for the audit log and logs)."""
     from app.services.audit import new_request_id
+    from app.services.scope import ZoneScopeViolation
 
     @app.before_request
     def _request_id():
         g.request_id = request.headers.get("X-Request-ID") or new_request_id()
+
+    @app.errorhandler(ZoneScopeViolation)
+    def _zone_forbidden(exc):
+        from app.extensions import db
+
+        db.session.rollback()
+        if request.path.startswith("/api/"):
+            return {"message": str(exc)}, 403
+        return str(exc), 403
 
     @app.after_request
     def _echo_request_id(response):

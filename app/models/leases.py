@@ -66,6 +66,10 @@ class LeaseFee(Audited, MarketScoped, TimestampMixin, Model):
     lease = relationship("Lease", back_populates="fees")
     fee_item = relationship("FeeItem", lazy="joined")
 
+    @property
+    def scope_parent(self):
+        return self.lease
+
     def __repr__(self):
         return f"{self.fee_item} @ {self.rate_fen} ({self.effective_from})"
 

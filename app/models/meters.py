@@ -57,6 +57,10 @@ class MeterReplacement(Audited, MarketScoped, TimestampMixin, Model):
 
     meter = relationship("Meter", back_populates="replacements")
 
+    @property
+    def scope_parent(self):
+        return self.meter
+
     @classmethod
     def zone_clause(cls, zone_ids):
         return cls.meter_id.in_(sa.select(Meter.id).where(Meter.zone_id.in_(zone_ids)))

@@ -3,13 +3,19 @@ from __future__ import annotations
 
 import io
 from datetime import datetime
+from decimal import Decimal
 
 from flask import abort, request, send_file
 from flask_appbuilder import ModelRestApi, ModelView, expose
+from flask_appbuilder.fields import EnumField
+from flask_appbuilder.fieldwidgets import Select2Widget
 from flask_appbuilder.security.decorators import has_access, protect
 from flask_appbuilder.urltools import get_filter_args as fab_get_filter_args
+from flask_babel import lazy_gettext as _
+from wtforms import validators
 
-from app.services.scope import ZoneScopeFilter
+from app.models.enums import LabeledEnum
+from app.services.scope import ZoneScopeFilter, ZoneScopeViolation
 from app.services.exports import export_query_xlsx
 
 
@@ -18,8 +24,45 @@ def scoped_filters():
     return [["id", ZoneScopeFilter, lambda: None]]
 
 
+class LabeledEnumField(EnumField):
+    """FAB's enum select, offering each member's translated label instead of its raw value."""
+
+    def __init__(self, enum_class, enums, **kwargs):
+        super().__init__(enum_class, enums, **kwargs)
+        self.choices = [(name, enum_class.__members__[name].label) for name in enums]
+
+
+def _enum_label(enum_class):
+    def fmt(value):
+        if value is None or value == "":
+            return ""
+        try:
+            return enum_class(value).label
+        except ValueError:
+            return value
+
+    return fmt
+
+
+def _yes_no(value):
+    if value is None:
+        return ""
+    return _("Yes") if value else _("No")
+
+
+def _plain_decimal(value):
+    """12.5000 -> 12.5; keeps integers without a decimal point."""
+    if isinstance(value, Decimal):
+        return format(value.normalize(), "f")
+    return "" if value is None else value
+
+
 class ScopedModelView(ModelView):
-    """A ModelView whose lists, detail pages, forms and export obey zone scope."""
+    """A ModelView whose lists, detail pages, forms and export obey zone scope.
+
+    Display: enum columns show their Chinese labels (lists, detail pages, forms, search),
+    booleans show 是/否 and decimals drop trailing zeros.
+    """
 
     page_size = 50
     list_template = "views/list_with_export.html"
@@ -28,7 +71,44 @@ class ScopedModelView(ModelView):
 
     def __init__(self, *args, **kwargs):
         self.base_filters = scoped_filters() + list(self.base_filters or [])
+        self._label_enums_and_booleans()
         super().__init__(*args, **kwargs)
+
+    def _label_enums_and_booleans(self):
+        """Formatters and form fields that show enum labels, 是/否 and plain decimals."""
+        datamodel = self.datamodel
+        formatters = dict(self.formatters_columns or {})
+        forms = {
+            "add_form_extra_fields": dict(self.add_form_extra_fields or {}),
+            "edit_form_extra_fields": dict(self.edit_form_extra_fields or {}),
+            "search_form_extra_fields": dict(self.search_form_extra_fields or {}),
+        }
+        for name in datamodel.get_columns_list():
+            if datamodel.is_relation(name) or name not in datamodel.list_columns:
+                continue
+            if datamodel.is_enum(name):
+                col_type = datamodel.list_columns[name].type
+                enum_class = col_type.enum_class
+                if enum_class is None or not issubclass(enum_class, LabeledEnum):
+                    continue
+                formatters.setdefault(name, _enum_label(enum_class))
+                label = (self.label_columns or {}).get(name) or name
+                required = not datamodel.is_nullable(name)
+                for key, extra in forms.items():
+                    checks = list((self.validators_columns or {}).get(name, []))
+                    if key != "search_form_extra_fields":
+                        checks.append(validators.InputRequired() if required else validators.Optional())
+                    extra.setdefault(name, LabeledEnumField(
+                        enum_class, list(col_type.enums), label=label, validators=checks,
+                        widget=Select2Widget(), default=datamodel.get_col_default(name),
+                    ))
+            elif datamodel.is_boolean(name):
+                formatters.setdefault(name, _yes_no)
+            elif datamodel.is_numeric(name):
+                formatters.setdefault(name, _plain_decimal)
+        self.formatters_columns = formatters
+        for key, extra in forms.items():
+            setattr(self, key, extra)
 
     @expose("/export/")
     @has_access
@@ -58,11 +138,27 @@ def get_filter_args(filters):
 
 
 class ScopedModelRestApi(ModelRestApi):
-    """FAB REST API whose every read and write obeys zone scope."""
+    """FAB REST API whose every read and write obeys zone scope (writes: 403 outside it)."""
 
     def __init__(self, *args, **kwargs):
         self.base_filters = scoped_filters() + list(self.base_filters or [])
         super().__init__(*args, **kwargs)
+
+    def _scoped_write(self, method, *args, **kwargs):
+        try:
+            return method(*args, **kwargs)
+        except ZoneScopeViolation as exc:
+            self.datamodel.session.rollback()
+            return self.response(403, message=str(exc))
+
+    def post_headless(self):
+        return self._scoped_write(super().post_headless)
+
+    def put_headless(self, pk):
+        return self._scoped_write(super().put_headless, pk)
+
+    def delete_headless(self, pk):
+        return self._scoped_write(super().delete_headless, pk)
 
 
 __all__ = ["ScopedModelView", "ScopedModelRestApi", "scoped_filters", "abort", "request", "protect"]

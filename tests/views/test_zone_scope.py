@@ -71,3 +71,43 @@ def test_manager_cannot_edit_other_zone_through_api(login_as, market):
     other = market.units_b[0]
     resp = client.put(f"/api/v1/units/{other.id}", json={"category": "被篡改"})
     assert resp.status_code in (403, 404, 405)
+
+
+def test_manager_cannot_create_in_other_zone_through_api(login_as, market, db):
+    from app.models import Unit
+
+    client = login_as("manager1")
+    resp = client.post("/api/v1/units/", json={
+        "code": "X-1", "zone": market.zone_b.id, "market": market.market.id,
+        "area_m2": "10", "floor": "1", "status": "vacant",
+    })
+    assert resp.status_code == 403
+    db.session.expire_all()
+    assert db.session.query(Unit).filter_by(code="X-1").count() == 0
+    ok = client.post("/api/v1/units/", json={
+        "code": "X-2", "zone": market.zone_a.id, "market": market.market.id,
+        "area_m2": "10", "floor": "1", "status": "vacant",
+    })
+    assert ok.status_code == 201
+
+
+def test_manager_cannot_move_own_unit_into_other_zone(login_as, market, db):
+    from app.models import Unit
+
+    unit = market.units_a[0]
+    resp = login_as("manager1").put(f"/api/v1/units/{unit.id}", json={"zone": market.zone_b.id})
+    assert resp.status_code == 403
+    db.session.expire_all()
+    assert db.session.get(Unit, unit.id).zone_id == market.zone_a.id
+
+
+def test_manager_form_post_to_other_zone_is_refused(login_as, market, db):
+    from app.models import Merchant
+
+    client = login_as("manager1")
+    resp = client.post("/merchantview/add", data={
+        "market": str(market.market.id), "code": "MX1", "name": "越权商户", "zone": str(market.zone_b.id),
+    })
+    db.session.expire_all()
+    assert db.session.query(Merchant).filter_by(code="MX1").count() == 0
+    assert resp.status_code in (200, 403)
