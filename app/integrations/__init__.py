@@ -1,0 +1,1 @@
+"""Adapters to outside services (WeChat, WeChat Pay, ...); each has a fake that speaks the real protocol."""
