@@ -4,6 +4,8 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 5000
+FAKE_WECHAT_PORT ?= 9100
+FAKE_WECHAT_DIR := var/fake_wechat
 export FLASK_APP := run.py
 
 .PHONY: run test install system-deps translations migrate seed serve ci lint clean
@@ -30,7 +32,7 @@ system-deps:
 
 translations: $(VENV)/.installed
 	@if ls app/translations/*/LC_MESSAGES/messages.po >/dev/null 2>&1; then \
-		$(BIN)/pybabel compile -f -q -d app/translations; fi
+		$(BIN)/pybabel -q compile -f -d app/translations; fi
 
 migrate: install
 	@mkdir -p var
@@ -43,7 +45,14 @@ seed: migrate
 run: install system-deps seed
 	@echo ""
 	@echo "市场管家 running at http://127.0.0.1:$(PORT)/  (demo accounts: admin, leader, manager1, manager2, clerk, finance, repairer1)"
-	$(BIN)/flask run --host 127.0.0.1 --port $(PORT)
+	@echo "Fake WeChat (mini-program login + WeChat Pay) at http://127.0.0.1:$(FAKE_WECHAT_PORT)/  (docs/wechat-pay.md)"
+	@mkdir -p $(FAKE_WECHAT_DIR) && rm -f $(FAKE_WECHAT_DIR)/wechat.env; \
+	$(BIN)/python -m app.integrations.fake_wechat --port $(FAKE_WECHAT_PORT) --state-dir $(FAKE_WECHAT_DIR) --quiet \
+		--app-notify-url http://127.0.0.1:$(PORT)/api/mp/v1/wechatpay/notify > var/fake_wechat.log 2>&1 & \
+	fake_pid=$$!; trap 'kill $$fake_pid 2>/dev/null' EXIT; \
+	for i in $$(seq 50); do [ -f $(FAKE_WECHAT_DIR)/wechat.env ] && break; sleep 0.2; done; \
+	[ -f $(FAKE_WECHAT_DIR)/wechat.env ] || echo "warning: fake WeChat did not start (see var/fake_wechat.log)"; \
+	WECHAT_ENV_FILE=$(FAKE_WECHAT_DIR)/wechat.env $(BIN)/flask run --host 127.0.0.1 --port $(PORT)
 
 test: install system-deps
 	$(BIN)/pytest -q $(PYTEST_ARGS)

@@ -54,6 +54,35 @@ class Config:
     WTF_CSRF_TIME_LIMIT = None
     RATELIMIT_STORAGE_URI = os.environ.get("REDIS_URL") or "memory://"
 
+    # WeChat mini-program (login, phone number); see docs/wechat.md and docs/api.md
+    WECHAT_APPID = os.environ.get("WECHAT_APPID", "")
+    WECHAT_SECRET = os.environ.get("WECHAT_SECRET", "")
+    WECHAT_API_BASE = os.environ.get("WECHAT_API_BASE") or "https://api.weixin.qq.com/"
+    #: Lifetime of a mini-program API token, in seconds (default 30 days).
+    MP_TOKEN_TTL_SECONDS = int(os.environ.get("MP_TOKEN_TTL_SECONDS", str(30 * 24 * 3600)))
+    #: Lifetime of a stall QR bind token, in seconds (default 30 days).
+    MP_BIND_TOKEN_TTL_SECONDS = int(os.environ.get("MP_BIND_TOKEN_TTL_SECONDS", str(30 * 24 * 3600)))
+    #: Rate limit of POST /api/mp/v1/auth/login per client IP.
+    MP_LOGIN_RATE_LIMIT = os.environ.get("MP_LOGIN_RATE_LIMIT", "10/minute")
+
+    # WeChat Pay API v3 (see docs/wechat-pay.md). WECHAT_ENV_FILE: a wechat.env (KEY=VALUE lines, e.g. the
+    # fake server's var/fake_wechat/wechat.env) whose WECHAT_*/WECHATPAY_* values fill what the environment lacks.
+    WECHAT_ENV_FILE = os.environ.get("WECHAT_ENV_FILE", "")
+    WECHATPAY_MCHID = os.environ.get("WECHATPAY_MCHID", "")
+    WECHATPAY_API_BASE = os.environ.get("WECHATPAY_API_BASE", "")
+    WECHATPAY_APIV3_KEY = os.environ.get("WECHATPAY_APIV3_KEY", "")
+    WECHATPAY_PRIVATE_KEY_PATH = os.environ.get("WECHATPAY_PRIVATE_KEY_PATH", "")
+    WECHATPAY_CERT_SERIAL = os.environ.get("WECHATPAY_CERT_SERIAL", "")
+    WECHATPAY_PUBLIC_KEY_PATH = os.environ.get("WECHATPAY_PUBLIC_KEY_PATH", "")
+    WECHATPAY_PUBLIC_KEY_ID = os.environ.get("WECHATPAY_PUBLIC_KEY_ID", "")
+    WECHATPAY_PLATFORM_CERT_DIR = os.environ.get("WECHATPAY_PLATFORM_CERT_DIR", "")
+    WECHATPAY_NOTIFY_URL = os.environ.get("WECHATPAY_NOTIFY_URL", "")
+    WECHATPAY_REFUND_NOTIFY_URL = os.environ.get("WECHATPAY_REFUND_NOTIFY_URL", "")
+    #: Minutes a JSAPI order stays payable (WeChat's prepay_id lasts 2 hours).
+    WECHATPAY_ORDER_TTL_MINUTES = int(os.environ.get("WECHATPAY_ORDER_TTL_MINUTES", "30"))
+    #: Rate limit of POST /api/mp/v1/payments per merchant user.
+    MP_PAYMENT_RATE_LIMIT = os.environ.get("MP_PAYMENT_RATE_LIMIT", "10/minute")
+
     # Demo / seed
     DEMO_ALLOWED = True
 
@@ -63,12 +92,24 @@ class Config:
     @classmethod
     def init(cls):
         """Fill values that depend on the environment at start-up."""
+        cls.load_wechat_env()
         if not cls.SECRET_KEY:
             key_file = BASE_DIR / "var" / "secret_key"
             key_file.parent.mkdir(parents=True, exist_ok=True)
             if not key_file.exists():
                 key_file.write_text(secrets.token_hex(32))
             cls.SECRET_KEY = key_file.read_text().strip()
+
+    @classmethod
+    def load_wechat_env(cls):
+        """Fill empty WECHAT_*/WECHATPAY_* settings from WECHAT_ENV_FILE, if it is set and exists."""
+        path = os.environ.get("WECHAT_ENV_FILE")
+        if not path or not Path(path).is_file():
+            return
+        for line in Path(path).read_text(encoding="utf-8").splitlines():
+            name, sep, value = line.strip().partition("=")
+            if sep and name.startswith(("WECHAT_", "WECHATPAY_")) and not os.environ.get(name):
+                setattr(cls, name, value.strip())
 
 
 class DevelopmentConfig(Config):
@@ -101,6 +142,7 @@ class ProductionConfig(Config):
         if not os.environ.get("DATABASE_URL"):
             raise RuntimeError("DATABASE_URL must be set in production")
         cls.SECRET_KEY = os.environ["SECRET_KEY"]
+        cls.load_wechat_env()
 
 
 CONFIGS = {

@@ -6,7 +6,7 @@ import logging
 from flask import Flask, g, request
 from flask_appbuilder import AppBuilder
 
-from app.extensions import db, migrate
+from app.extensions import db, limiter, migrate
 
 
 def create_app(config=None) -> Flask:
@@ -27,6 +27,8 @@ def create_app(config=None) -> Flask:
     register_blueprints(app)
     register_cli(app)
     logging.getLogger("wechatpy").setLevel(logging.WARNING)
+    # urllib3 logs request URLs at DEBUG; WeChat's jscode2session URL carries the app secret.
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.INFO)
     return app
 
 
@@ -41,6 +43,7 @@ def register_extensions(app: Flask) -> None:
     audit.install()
     scope.install_write_guard()
     queues.init_app(app)
+    limiter.init_app(app)
 
 
 def register_request_hooks(app: Flask) -> None:

@@ -36,6 +36,10 @@ MASTER_MENUS = (
     r"|Stall map|Daily tasks|Audit log|Operations|System)$"
 )
 
+# WeChat Pay back office (Finance): orders, notifications, reconciliation, refunds.
+WECHATPAY_VIEWS = r"^(PayOrderList|PayNotificationList|TradeBillMismatch|WeChatRefund)View$"
+WECHATPAY_MENUS = r"^(WeChat Pay|Online orders|Pay notifications|Reconciliation|WeChat refunds)$"
+
 ROLES = {
     ADMIN: [[r".*", r".*"]],
     LEADER: [
@@ -45,21 +49,25 @@ ROLES = {
         *SELF_SERVICE,
     ],
     MANAGER: [
+        [r"^(MerchantBindingView|StallQrView)$", r"^(can_list|can_show|can_export|can_revoke|can_index|can_unit|can_zone)$"],
+        [r"^(WeChat bindings|Stall QR codes)$", MENU],
         [MASTER_DATA, READ],
         [r"^(Unit|Merchant|Lease|LeaseFee|Meter|MeterReplacement)(View|Api)$", WRITE],
         [r"^(StallMapView|TaskListView)$", r".*"],
-        [r"^(Market|Zones|Units|Merchants|Leases|Lease fees|Meters|Meter replacements|Stall map|Daily tasks)$", MENU],
+        [r"^(Market|Zones|Units|Merchants|Leases|Lease fees|Meters|Meter replacements|Stall map|Daily tasks|Operations)$", MENU],
         *SELF_SERVICE,
     ],
     CLERK: [
         [MASTER_DATA, READ],
         [r"^(Meter|MeterReplacement)(View|Api)$", WRITE],
         [r"^(TaskListView|StallMapView)$", r".*"],
-        [r"^(Market|Zones|Units|Merchants|Leases|Meters|Meter replacements|Stall map|Daily tasks)$", MENU],
+        [r"^(Market|Zones|Units|Merchants|Leases|Meters|Meter replacements|Stall map|Daily tasks|Operations)$", MENU],
         *SELF_SERVICE,
     ],
     FINANCE: [
         [MASTER_DATA, READ],
+        [WECHATPAY_VIEWS, r".*"],
+        [WECHATPAY_MENUS, MENU],
         [r"^(TaskListView|StallMapView|AuditLogView)$", r".*"],
         [MASTER_MENUS, MENU],
         *SELF_SERVICE,
@@ -84,3 +92,67 @@ def user_role_names(user) -> set[str]:
     if user is None or not getattr(user, "is_authenticated", False):
         return set()
     return {role.name for role in getattr(user, "roles", [])}
+
+
+# Meter readings and imports. Clerk and Manager import and type in readings (a Manager only for
+# the meters of their zones); Leader and Finance see the readings and the import results. The
+# onboarding (master data) import is for Admin only.
+READING_IMPORT_READ = r"^can_(list|show|status|download|template)$"
+READING_MENUS = r"^(Billing|Meter readings|Import readings)$"
+for _role in (CLERK, MANAGER):
+    ROLES[_role] += [
+        [r"^ReadingImportView$", r".*"],
+        [r"^MeterReadingView$", READ],
+        [READING_MENUS, MENU],
+        [r"^Enter reading$", MENU],
+    ]
+for _role in (LEADER, FINANCE):
+    ROLES[_role] += [
+        [r"^ReadingImportView$", READING_IMPORT_READ],
+        [r"^MeterReadingView$", READ],
+        [READING_MENUS, MENU],
+    ]
+
+
+# Billing (账务). Manager: preview and post runs, add and bill one-off charges (their zones);
+# Finance: everything readable, plus voids (with a reason) and adjustment bills; Leader reads;
+# Clerk sees the runs page (to chase the meters without a reading).
+BILLING_READ = r"^(can_list|can_show|can_export|can_progress)$"
+ROLES[MANAGER] += [
+    [r"^BillingRunView$", r"^(can_list|can_show|can_progress|can_preview|can_post)$"],
+    [r"^BillView$", BILLING_READ],
+    [r"^ChargeView$", r"^(can_list|can_show|can_export|can_new|can_cancel|bill_now)$"],
+    [r"^(Billing|Billing runs|Bills|One-off charges)$", MENU],
+]
+ROLES[FINANCE] += [
+    [r"^(BillingRunView|ChargeView)$", BILLING_READ],
+    [r"^BillView$", r"^(can_list|can_show|can_export|can_void|can_adjust)$"],
+    [r"^(Billing|Billing runs|Bills|One-off charges)$", MENU],
+]
+ROLES[LEADER] += [
+    [r"^(BillingRunView|BillView|ChargeView)$", BILLING_READ],
+    [r"^(Billing|Billing runs|Bills|One-off charges)$", MENU],
+]
+ROLES[CLERK] += [
+    [r"^BillingRunView$", BILLING_READ],
+    [r"^(Billing|Billing runs)$", MENU],
+]
+
+
+# Late fees, payments and receipts. Finance: rule versions, waivers, offline payments (cash, bank
+# transfer); Leader reads everything; Manager reads within their zones (scoped in the views).
+MONEY_VIEWS = r"^(PaymentView|RefundView|LateFeeRuleView|LateFeeAccrualView|LateFeeWaiverView)$"
+MONEY_MENUS = r"^(Billing|Payments|Late fees|Late-fee rules)$"
+for _role in (LEADER, MANAGER):
+    ROLES[_role] += [
+        [MONEY_VIEWS, READ],
+        [r"^LateFeeView$", r"^can_(list|preview)$"],
+        [r"^ReceiptView$", r"^can_download$"],
+        [MONEY_MENUS, MENU],
+    ]
+ROLES[FINANCE] += [
+    [MONEY_VIEWS, READ],
+    [r"^LateFeeRuleView$", r"^can_add$"],
+    [r"^(LateFeeView|OfflinePaymentView|ReceiptView)$", r".*"],
+    [r"^(Billing|Payments|Record payment|Late fees|Late-fee rules)$", MENU],
+]

@@ -9,6 +9,14 @@ from rq import cron
 from rq.utils import import_attribute
 
 SCHEDULE: list[tuple[str, str, str, str]] = [
+    ("jobs.payments.reconcile_pay_orders_job", "default", "*/5 * * * *",
+     "WeChat Pay: query silent orders, close expired ones"),
+    ("jobs.payments.check_trade_bill_job", "default", "30 10 * * *",
+     "WeChat Pay: yesterday's trade bill against our payments"),
+    ("jobs.latefees.accrue_late_fees_daily_job", "billing", "0 1 * * *",
+     "Late fees: accrue today's late fees of every market (catches up missed days)"),
+    ("jobs.billing.purge_billing_previews_job", "billing", "30 3 * * *",
+     "Billing: delete previews older than a day that were never posted"),
 ]
 
 for _path, _queue, _expression, _description in SCHEDULE:

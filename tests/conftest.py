@@ -138,3 +138,23 @@ def login_as(app, staff):
 @pytest.fixture
 def decimal():
     return Decimal
+
+
+@pytest.fixture(scope="session")
+def fake_wechat(app, tmp_path_factory):
+    """A FakeWeChat (WeChat mini-program + WeChat Pay v3 on 127.0.0.1, free port) for the session.
+
+    The app's config gets every value of fake.settings (WECHAT_APPID / _SECRET / _API_BASE and the
+    WECHATPAY_* keys and key paths), so code that builds its clients from app.config talks to the fake.
+    Login codes "code-<openid>" log in as that openid; phone codes "phone-<digits>" give that number;
+    fake.register_code / register_phone / pay(...) for more (docs/wechat.md). State (used codes, orders)
+    lives for the whole session: use fresh codes and order numbers in each test.
+    """
+    from app.integrations.fake_wechat import FakeWeChat
+
+    server = FakeWeChat(tmp_path_factory.mktemp("fake_wechat")).start()
+    previous = {name: app.config.get(name) for name in server.settings}
+    app.config.update(server.settings)
+    yield server
+    app.config.update(previous)
+    server.stop()

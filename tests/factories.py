@@ -145,3 +145,79 @@ def build_small_market() -> SmallMarket:
         meters.append(MeterFactory(unit=unit, market=market, zone=unit.zone, number=f"E{unit.code.replace('-', '')}"))
     db.session.flush()
     return SmallMarket(market, zone_a, zone_b, units_a, units_b, merchants_a, merchants_b, leases, fee_items, meters)
+
+
+# --- Bills (generic builders; shared by the billing, late-fee and payment tests) -------------
+
+from app.models import Bill, BillLine  # noqa: E402
+from app.models.enums import BillKind, BillStatus  # noqa: E402
+
+
+class BillFactory(_Base):
+    """An issued bill; pass lease= (merchant, zone, market follow) or merchant= and zone=.
+
+    amount_fen is set from the lines by make_bill(); on its own the factory leaves it as given.
+    """
+
+    class Meta:
+        model = Bill
+
+    lease = None
+    merchant = factory.LazyAttribute(lambda o: o.lease.merchant if o.lease is not None else MerchantFactory())
+    market = factory.LazyAttribute(lambda o: o.merchant.market)
+    zone_id = factory.LazyAttribute(lambda o: o.lease.zone_id if o.lease is not None else o.merchant.zone_id)
+    number = factory.Sequence(lambda n: f"B{n:07d}")
+    kind = BillKind.regular
+    status = BillStatus.issued
+    period = date(2026, 10, 1)
+    issue_date = date(2026, 11, 1)
+    due_date = date(2026, 11, 15)
+    amount_fen = 0
+    paid_fen = 0
+    late_fee_fen = 0
+
+
+class BillLineFactory(_Base):
+    class Meta:
+        model = BillLine
+
+    bill = factory.SubFactory(BillFactory)
+    market = factory.LazyAttribute(lambda o: o.bill.market)
+    description = "摊位租金"
+    quantity = Decimal(1)
+    amount_fen = 10000
+
+
+def make_bill(lease=None, lines=None, amount_fen=None, **kwargs):
+    """An issued bill with lines; `lines` is a list of (description, amount_fen) or dicts of BillLine fields.
+
+    Without lines, one line of amount_fen (default 100,000 fen). The bill's amount is the sum of its lines.
+    """
+    if lines is None:
+        lines = [("摊位租金", 100000 if amount_fen is None else amount_fen)]
+    specs = [dict(description=spec[0], amount_fen=spec[1]) if isinstance(spec, tuple) else dict(spec) for spec in lines]
+    bill = BillFactory(lease=lease, amount_fen=sum(s["amount_fen"] for s in specs), **kwargs)
+    unit = lease.units[0] if lease is not None and lease.units else None
+    for spec in specs:
+        spec.setdefault("unit_id", unit.id if unit is not None else None)
+        BillLineFactory(bill=bill, market=bill.market, **spec)
+    db.session.flush()
+    return bill
+
+
+# --- Meter readings for billing tests -------------------------------------------------------------
+
+
+def add_reading(meter, period, consumption, previous=Decimal(1000), is_rollover=False, reading=None):
+    """A stored reading of `meter` for `period` (consumption already x multiplier)."""
+    from app.models.readings import MeterReading
+
+    consumption = Decimal(consumption)
+    row = MeterReading(
+        market_id=meter.market_id, meter_id=meter.id, zone_id=meter.zone_id, period=period,
+        previous_reading=Decimal(previous), consumption=consumption, is_rollover=is_rollover,
+        reading=Decimal(reading) if reading is not None else Decimal(previous) + consumption,
+    )
+    db.session.add(row)
+    db.session.flush()
+    return row

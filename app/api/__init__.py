@@ -3,4 +3,10 @@
 
 def register_api(app):
     """Register the API blueprints on the app."""
-    return None
+    from app.api.mp import register as register_mp_api
+
+    register_mp_api(app)
+
+    from app.views.payments import receipt_verification
+
+    app.register_blueprint(receipt_verification)

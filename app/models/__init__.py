@@ -9,9 +9,15 @@ from app.models.markets import Market, Zone, zone_managers
 from app.models.merchants import Merchant
 from app.models.meters import Meter, MeterReplacement
 from app.models.payments import Payment, PaymentAllocation, Refund
+from app.models.readings import ImportBatch, ImportRowError, MeterReading
 from app.models.units import Unit
+from app.models.wechat_users import ApiToken, MerchantBinding, WeChatUser
+from app.models.wechatpay import PayNotification, PayOrder, TradeBillMismatch, pay_order_bills  # noqa: F401
 
 __all__ = [
+    "ApiToken",
+    "MerchantBinding",
+    "WeChatUser",
     "AuditLog",
     "Bill",
     "BillLine",
@@ -35,4 +41,7 @@ __all__ = [
     "Zone",
     "lease_units",
     "zone_managers",
+    "ImportBatch",
+    "ImportRowError",
+    "MeterReading",
 ]

@@ -29,6 +29,9 @@ class BillingRun(MarketScoped, TimestampMixin, Model):
     finished_dt = sa.Column(UTCDateTime)
     created_by_id = sa.Column(sa.ForeignKey("ab_user.id"))
     error = sa.Column(sa.Text)
+    #: The last posting's report: {"message", "new_bills", "new_lines", "new_total_fen",
+    #: "missing_readings", "missing_sample": [meter numbers], "unapportioned": [...]}.
+    report = sa.Column(sa.JSON)
 
     created_by = relationship("User")
 
@@ -49,8 +52,9 @@ class Bill(Audited, MarketScoped, TimestampMixin, Model):
             "lease_id",
             "period",
             unique=True,
-            postgresql_where=sa.text("kind = 'regular'"),
-            sqlite_where=sa.text("kind = 'regular'"),
+            # A void bill frees its (lease, period): re-running the period bills the lease again.
+            postgresql_where=sa.text("kind = 'regular' AND status <> 'void'"),
+            sqlite_where=sa.text("kind = 'regular' AND status <> 'void'"),
         ),
         sa.Index("ix_bills_market_period_status", "market_id", "period", "status"),
         sa.Index("ix_bills_status_due_date", "status", "due_date"),
@@ -161,3 +165,44 @@ class Charge(Audited, MarketScoped, TimestampMixin, Model):
     @classmethod
     def zone_clause(cls, zone_ids):
         return cls.zone_id.in_(zone_ids)
+
+
+class BillingStagedLine(MarketScoped, Model):
+    """A computed bill line waiting to be posted (or shown in a preview); one batch per computation.
+
+    A billing run writes every line of the period here with set-based INSERT ... SELECT statements,
+    then posts them: bills grouped per lease, lines copied, the batch deleted, all in one
+    transaction. A preview keeps its batch so the preview page can page through it.
+    """
+
+    __tablename__ = "billing_staged_lines"
+    __table_args__ = (
+        sa.Index("ix_billing_staged_lines_batch_lease", "batch", "lease_id"),
+        sa.Index("ix_billing_staged_lines_market_period", "market_id", "period"),
+    )
+
+    id = sa.Column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True)
+    #: Random token of one computation (a preview, or the posting transaction).
+    batch = sa.Column(sa.String(32), nullable=False)
+    #: First day of the billed month (Asia/Shanghai).
+    period = sa.Column(sa.Date, nullable=False)
+    #: fixed, per_area, metered, public or charge.
+    line_kind = sa.Column(sa.String(16), nullable=False)
+    sort_key = sa.Column(sa.Integer, nullable=False, default=0)
+    lease_id = sa.Column(sa.Integer, nullable=False)
+    merchant_id = sa.Column(sa.Integer, nullable=False)
+    zone_id = sa.Column(sa.Integer, nullable=False)
+    fee_item_id = sa.Column(sa.Integer)
+    unit_id = sa.Column(sa.Integer)
+    meter_id = sa.Column(sa.Integer)
+    reading_id = sa.Column(sa.Integer)
+    charge_id = sa.Column(sa.Integer)
+    description = sa.Column(sa.String(200), nullable=False)
+    quantity = sa.Column(Quantity, nullable=False, default=1)
+    unit_label = sa.Column(sa.String(16))
+    #: fen per unit of quantity (may carry fractions of a fen); None for tiered or apportioned lines.
+    rate_fen = sa.Column(Rate)
+    amount_fen = sa.Column(Money, nullable=False)
+    service_start = sa.Column(sa.Date)
+    service_end = sa.Column(sa.Date)
+    created_dt = sa.Column(UTCDateTime, nullable=False)

@@ -129,7 +129,7 @@ def _fee_items(market):
 
 
 def _units(market, zones, stalls, rng):
-    """Lay stalls out in rows of 10 with aisles, split evenly over the zones."""
+    """Lay stalls out in rows of 10, back to back in pairs with an aisle between pairs."""
     now = now_utc()
     per_zone = [stalls // len(zones) + (1 if i < stalls % len(zones) else 0) for i in range(len(zones))]
     rows = []
@@ -141,7 +141,7 @@ def _units(market, zones, stalls, rng):
                 "market_id": market.id, "zone_id": zone.id, "code": f"{zone.code}-{i + 1:03d}",
                 "floor": "1", "area_m2": width * Decimal("3"), "category": category,
                 "status": UnitStatus.vacant.value,
-                "plan_x": Decimal(2 + col * 11), "plan_y": Decimal(2 + row * (4 if row % 2 == 0 else 6)),
+                "plan_x": Decimal(2 + col * 11), "plan_y": Decimal(2 + row * 4 + (row // 2) * 4),
                 "plan_w": Decimal(10), "plan_h": Decimal(3),
                 "created_dt": now, "updated_dt": now,
             })

@@ -21,10 +21,16 @@ def _value(item, column):
     return value
 
 
+def _sheet_name(title):
+    """Excel sheet names: at most 31 characters, none of []:*?/\\."""
+    name = "".join("_" if ch in '[]:*?/\\' else ch for ch in str(title or "")).strip("'")
+    return name[:31] or "Sheet1"
+
+
 def export_query_xlsx(fileobj, title, columns, labels, items):
     """Write items as an XLSX sheet: money columns (*_fen) in yuan, dates as dates."""
     workbook = xlsxwriter.Workbook(fileobj, {"in_memory": True})
-    sheet = workbook.add_worksheet((title or "Sheet1")[:31])
+    sheet = workbook.add_worksheet(_sheet_name(title))
     bold = workbook.add_format({"bold": True, "bg_color": "#EEEEEE", "border": 1})
     money = workbook.add_format({"num_format": "#,##0.00"})
     day = workbook.add_format({"num_format": "yyyy-mm-dd"})

@@ -17,6 +17,7 @@ from wtforms import validators
 from app.models.enums import LabeledEnum
 from app.services.scope import ZoneScopeFilter, ZoneScopeViolation
 from app.services.exports import export_query_xlsx
+from app.utils.dates import format_local
 
 
 def scoped_filters():
@@ -25,11 +26,35 @@ def scoped_filters():
 
 
 class LabeledEnumField(EnumField):
-    """FAB's enum select, offering each member's translated label instead of its raw value."""
+    """FAB's enum select, offering each member's translated label instead of its raw value.
 
-    def __init__(self, enum_class, enums, **kwargs):
+    An empty or unknown submitted value is a validation error (or None when `allow_blank`),
+    not a server error.
+    """
+
+    def __init__(self, enum_class, enums, allow_blank=False, **kwargs):
         super().__init__(enum_class, enums, **kwargs)
-        self.choices = [(name, enum_class.__members__[name].label) for name in enums]
+        members = enum_class.__members__
+
+        def coerce(value):
+            if value is None or value == "":
+                return None
+            if isinstance(value, enum_class):
+                return value
+            try:
+                return members[value]
+            except KeyError:
+                raise ValueError(value) from None
+
+        self.coerce = coerce
+        self.choices = [(name, members[name].label) for name in enums]
+        if allow_blank:
+            self.choices.insert(0, ("", "—"))
+
+    def pre_validate(self, form):
+        # FAB's version raises ValueError, which WTForms does not catch (a 500 instead of a form error).
+        if not any(self.data == self.coerce(value) for value, _label in self.choices):
+            raise validators.ValidationError(_("Not a valid choice"))
 
 
 def _enum_label(enum_class):
@@ -50,6 +75,16 @@ def _yes_no(value):
     return _("Yes") if value else _("No")
 
 
+def _blank_if_none(value):
+    """FAB prints a missing value as "None": show nothing instead."""
+    return "" if value is None else value
+
+
+def _joined(values):
+    """A to-many relation as "A-001、A-002" rather than a Python list."""
+    return "、".join(str(v) for v in values or [])
+
+
 def _plain_decimal(value):
     """12.5000 -> 12.5; keeps integers without a decimal point."""
     if isinstance(value, Decimal):
@@ -61,7 +96,8 @@ class ScopedModelView(ModelView):
     """A ModelView whose lists, detail pages, forms and export obey zone scope.
 
     Display: enum columns show their Chinese labels (lists, detail pages, forms, search),
-    booleans show 是/否 and decimals drop trailing zeros.
+    booleans show 是/否, datetimes show in Asia/Shanghai to the minute, decimals drop trailing
+    zeros, to-many relations are joined and missing values are blank (not "None").
     """
 
     page_size = 50
@@ -71,11 +107,11 @@ class ScopedModelView(ModelView):
 
     def __init__(self, *args, **kwargs):
         self.base_filters = scoped_filters() + list(self.base_filters or [])
-        self._label_enums_and_booleans()
+        self._set_display_formatters()
         super().__init__(*args, **kwargs)
 
-    def _label_enums_and_booleans(self):
-        """Formatters and form fields that show enum labels, 是/否 and plain decimals."""
+    def _set_display_formatters(self):
+        """Formatters and form fields for the display rules above (a view's own formatters win)."""
         datamodel = self.datamodel
         formatters = dict(self.formatters_columns or {})
         forms = {
@@ -84,6 +120,9 @@ class ScopedModelView(ModelView):
             "search_form_extra_fields": dict(self.search_form_extra_fields or {}),
         }
         for name in datamodel.get_columns_list():
+            if datamodel.is_relation_many_to_many(name) or datamodel.is_relation_one_to_many(name):
+                formatters.setdefault(name, _joined)
+                continue
             if datamodel.is_relation(name) or name not in datamodel.list_columns:
                 continue
             if datamodel.is_enum(name):
@@ -99,13 +138,17 @@ class ScopedModelView(ModelView):
                     if key != "search_form_extra_fields":
                         checks.append(validators.InputRequired() if required else validators.Optional())
                     extra.setdefault(name, LabeledEnumField(
-                        enum_class, list(col_type.enums), label=label, validators=checks,
-                        widget=Select2Widget(), default=datamodel.get_col_default(name),
+                        enum_class, list(col_type.enums), allow_blank=not required, label=label,
+                        validators=checks, widget=Select2Widget(), default=datamodel.get_col_default(name),
                     ))
+            elif datamodel.is_datetime(name):
+                formatters.setdefault(name, format_local)
             elif datamodel.is_boolean(name):
                 formatters.setdefault(name, _yes_no)
             elif datamodel.is_numeric(name):
                 formatters.setdefault(name, _plain_decimal)
+        for name in datamodel.get_columns_list():
+            formatters.setdefault(name, _blank_if_none)
         self.formatters_columns = formatters
         for key, extra in forms.items():
             setattr(self, key, extra)

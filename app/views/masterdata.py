@@ -57,7 +57,7 @@ LABELS = {
     "meter_type": _("Meter type"),
     "default_rate_fen": _("Default price (fen)"),
     "unit_label": _("Unit of measure"),
-    "is_active": _("Active"),
+    "is_active": _("In use"),
     "sort_order": _("Sort order"),
     "tiers": _("Price tiers"),
     "from_qty": _("From quantity"),

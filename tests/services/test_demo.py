@@ -48,3 +48,17 @@ def test_seed_refuses_under_production_config(app):
     finally:
         app.config["DEMO_ALLOWED"] = True
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Market)) == 0
+
+
+def test_demo_stalls_do_not_overlap_on_the_plan(app):
+    seed_demo(stalls=120)
+    db.session.commit()
+    rows = db.session.execute(sa.select(Unit.zone_id, Unit.plan_x, Unit.plan_y, Unit.plan_w, Unit.plan_h)).all()
+    by_zone = {}
+    for zone_id, x, y, w, h in rows:
+        by_zone.setdefault(zone_id, []).append((x, y, x + w, y + h))
+    for boxes in by_zone.values():
+        for i, a in enumerate(boxes):
+            for b in boxes[i + 1:]:
+                overlap = a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+                assert not overlap, (a, b)

@@ -1,0 +1,40 @@
+"""Every mini-program API endpoint that needs a token, for the authorization matrix
+(tests/api/test_mp_authz_matrix.py). Add new endpoints here (the payments engineer appends theirs).
+
+path may contain {bill_id}: it is filled with a paid bill of the target merchant (merchant A1).
+auth: "merchant" (a bound merchant is required) or "token" (any logged-in user).
+ok: statuses the target merchant's own user may get.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    method: str
+    path: str
+    json: dict | None = None
+    auth: str = "merchant"
+    ok: tuple[int, ...] = (200,)
+    #: Statuses another merchant's user may get (404 for someone else's records).
+    other: tuple[int, ...] = (404,)
+    marks: tuple = field(default_factory=tuple)
+
+    @property
+    def id(self) -> str:
+        return f"{self.method} {self.path}"
+
+
+ENDPOINTS: list[Endpoint] = [
+    Endpoint("GET", "me", other=(200,)),
+    Endpoint("PATCH", "me", json={"notify_sms": False}, other=(200,)),
+    Endpoint("GET", "bills", other=(200,)),
+    Endpoint("GET", "bills?status=paid", other=(200,)),
+    Endpoint("GET", "bills/{bill_id}"),
+    Endpoint("GET", "bills/{bill_id}/receipt"),
+    Endpoint("POST", "auth/logout", auth="token", ok=(204,)),
+    Endpoint("POST", "auth/bind", json={"phone_code": "bogus-phone-code"}, auth="token", ok=(400,)),
+    # WeChat Pay: an unknown bill id is 404 for everyone; the auth scenarios are what this checks.
+    Endpoint("POST", "payments", json={"bill_ids": [2147480000]}, ok=(404,)),
+]
