@@ -237,7 +237,14 @@ def bill(market_code, period, preview, issue_date, sample):
             return
         run = billing.request_billing_run(market.id, period_day, issue_date=issue)
         db.session.commit()
-        outcome = billing.post_billing_run(run.id)
+        run_id = run.id
+        try:
+            outcome = billing.post_billing_run(run_id)
+        except DomainError as exc:
+            db.session.rollback()
+            billing.mark_run_failed(run_id, exc.message)
+            db.session.commit()
+            raise
     except DomainError as exc:
         db.session.rollback()
         _fail(exc)

@@ -2,17 +2,19 @@
 
 How a run works (docs/billing.md has the rules and worked examples):
 
-1. `compute_lines` writes every line of the period into billing_staged_lines under a fresh
+1. `compute_lines` writes every line of the period into a staging table under a fresh
    batch token, with one INSERT ... SELECT per kind of fee (fixed, per m², metered flat,
    metered tiered, pending charges) plus the public-meter shares (公摊), which are split in
    Python with `apportion` and inserted in chunks. Only leases without a (non-void) regular
    bill for the period are computed, so re-running a period bills just the leases added since.
 2. A preview (`preview_billing`) stops there: the batch stays in the staging table so the
    preview page can total it and page through it; nothing is posted.
-3. Posting (`post_billing_run`) computes a fresh batch and, in the same transaction, inserts
-   the bills (one per lease, amount = SUM of its staged lines, numbered JJ-202611-000123),
-   copies the lines onto them, marks the readings and charges billed, deletes the staged rows
-   and updates the run row. The edge commits once: all bills or none.
+3. Posting (`post_billing_run`) locks the market, computes a fresh batch into a temporary
+   table of the same shape (no WAL, its own statistics, gone at commit or rollback) and, in the
+   same transaction, inserts the bills (one per lease, amount = SUM of its staged lines,
+   numbered JJ-202611-000123), copies the lines onto them, marks the readings and charges
+   billed, deletes the period's preview rows and updates the run row. The edge commits once:
+   all bills or none.
 """
 from __future__ import annotations
 
@@ -28,8 +30,8 @@ import sqlalchemy as sa
 from app.extensions import db
 from app.models import Bill, BillingRun, BillLine, FeeItem, FeeTier, Market, Meter, Zone
 from app.models.bills import BillingStagedLine
-from app.models.enums import OPEN_BILL_STATUSES, BillKind, BillStatus, PricingMode, RunStatus
-from app.models.base import Quantity, UTCDateTime
+from app.models.enums import OPEN_BILL_STATUSES, BillStatus, PricingMode, RunStatus
+from app.models.base import UTCDateTime
 from app.models.readings import MeterReading
 from app.services import audit
 from app.services import billing_sql as q
@@ -37,8 +39,6 @@ from app.services.exceptions import Conflict, NotFound, ValidationFailed
 from app.utils.dates import add_months, now_utc, period_end, period_str, today_local
 from app.utils.money import apportion, format_yuan, to_fen
 
-#: Bound parameters per multi-row INSERT of public-meter shares (SQLite allows 32,766).
-MAX_PARAMS = 30000
 #: How many meter numbers a run report keeps (the full list is on the preview page / CLI).
 REPORT_SAMPLE = 200
 #: Steps of a posting, for the progress bar.
@@ -325,12 +325,24 @@ def _stage_public_shares(market_id, period, batch, params, window_days, target=q
                 "quantity": entry["area"], "unit_label": "m²", "rate_fen": None, "amount_fen": entry["amount"],
                 "service_start": period, "service_end": period_end(period), "created_dt": now,
             })
-    table = _staging_table(target)
-    chunk = max(1, MAX_PARAMS // len(table.columns))
-    for start in range(0, len(staged), chunk):
-        # One multi-row INSERT per chunk (an executemany would be one round trip per row).
-        db.session.execute(table.insert().values(staged[start:start + chunk]))
+    _bulk_insert(_staging_table(target), staged)
     return unapportioned
+
+
+def _bulk_insert(table: sa.Table, rows: list[dict]) -> None:
+    """Insert many rows in this transaction: COPY on PostgreSQL (an executemany there is one round
+    trip per row), executemany on SQLite (in-process, already fast)."""
+    if not rows:
+        return
+    if not _dialect().pg:
+        db.session.execute(table.insert(), rows)
+        return
+    names = [c.name for c in table.columns if c.name in rows[0]]
+    raw = db.session.connection().connection.driver_connection
+    with raw.cursor() as cursor:
+        with cursor.copy(f"COPY {table.name} ({', '.join(names)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row([row[name] for name in names])
 
 
 def _check_period(period: date) -> None:

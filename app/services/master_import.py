@@ -18,7 +18,7 @@ import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import date
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 import sqlalchemy as sa
 import xlsxwriter
@@ -376,6 +376,7 @@ class MasterImporter:
 
     # helpers
     def reject(self, sheet, line_no, cells, reason, errors):
+        """Count a rejected row and keep it for the report."""
         self.counts[sheet]["rejected"] += 1
         errors.append(RowError(line_no, cells, reason, sheet=sheet))
 
@@ -464,6 +465,7 @@ class MasterImporter:
 
     # sheets
     def fee_items_chunk(self, rows, seen, errors):
+        """Check fee-item rows and create or update the items (tiers stay in the back office)."""
         items = []
         for line_no, values, cells in rows:
             try:
@@ -494,6 +496,7 @@ class MasterImporter:
                       extra_insert=lambda v: {"is_active": True})
 
     def units_chunk(self, rows, seen, errors):
+        """Check unit rows, create missing zones, and create or update the units."""
         items = []
         for line_no, values, cells in rows:
             try:
@@ -536,6 +539,7 @@ class MasterImporter:
                       extra_insert=lambda v: {"status": UnitStatus.vacant})
 
     def merchants_chunk(self, rows, seen, errors):
+        """Check merchant rows and create or update the merchants."""
         items = []
         for line_no, values, cells in rows:
             try:
@@ -558,6 +562,7 @@ class MasterImporter:
                                                      "business_licence_no", "credit_code", "id_card_no", "note"])
 
     def meters_chunk(self, rows, seen, errors):
+        """Check meter rows against their units and zones and create or update the meters."""
         parsed = []
         for line_no, values, cells in rows:
             try:
@@ -632,6 +637,7 @@ class MasterImporter:
                       extra_insert=lambda v: {"is_active": True})
 
     def leases_chunk(self, rows, seen, errors):
+        """Check lease rows (merchant, units in one zone, no overlap) and store leases and unit links."""
         parsed = []
         for line_no, values, cells in rows:
             try:
@@ -758,6 +764,7 @@ class MasterImporter:
         self._flush_audit()
 
     def lease_fees_chunk(self, rows, seen, errors):
+        """Add lease prices; a changed price becomes a new row, the history is never rewritten."""
         if not self.fee_items:
             self.fee_items = dict(db.session.execute(
                 sa.select(FeeItem.code, FeeItem.id).where(FeeItem.market_id == self.market_id)).all())

@@ -185,7 +185,7 @@ FROM unnest(CAST(%%(ids)s AS integer[])) AS m(id)
 JOIN LATERAL (
     SELECT %s FROM meter_readings x WHERE x.meter_id = m.id AND x.period >= %%(period)s ORDER BY x.period LIMIT 2
 ) r ON true
-""" %% ", ".join(_CONTEXT_COLUMNS)
+""" % ", ".join(_CONTEXT_COLUMNS)
 
 # One index lookup per number (a plain "= ANY" over thousands of numbers plans as a sequential scan).
 _PG_METERS = sa.text("""

@@ -3,7 +3,6 @@ one-off charges. Views are thin: parse the form, call the service, commit once, 
 from __future__ import annotations
 
 from datetime import date
-from decimal import Decimal
 
 import sqlalchemy as sa
 from flask import abort, flash, jsonify, redirect, request, url_for
@@ -14,15 +13,13 @@ from flask_appbuilder.widgets import ListWidget
 from flask_babel import lazy_gettext as _
 from flask_login import current_user
 from flask_wtf import FlaskForm
-from markupsafe import Markup
 from wtforms import BooleanField, DateField, FieldList, FormField, SelectField, StringField, TextAreaField
 from wtforms import validators
 from wtforms.form import Form
 
 from app.extensions import db
-from app.models import Bill, BillingRun, BillLine, Charge, FeeItem, Lease, Market, Merchant, Zone
-from app.models.bills import BillingStagedLine
-from app.models.enums import BillStatus, ChargeStatus, RunStatus
+from app.models import Bill, BillingRun, Charge, FeeItem, Lease, Market, Merchant
+from app.models.enums import BillStatus, RunStatus
 from app.models.latefees import LateFeeAccrual, LateFeeWaiver
 from app.models.payments import Payment, PaymentAllocation
 from app.models.readings import MeterReading

@@ -1,5 +1,4 @@
 """Import jobs run for real: on Redis with a burst worker when REDIS_URL is set, inline otherwise."""
-import io
 
 import pytest
 import sqlalchemy as sa
@@ -10,7 +9,7 @@ from app.extensions import db
 from app.models.readings import ImportBatch, ImportKind, ImportStatus
 from app.queues import get_queue, get_redis, is_embedded
 from jobs.imports import BatchProgress, enqueue_import, import_job_id
-from tests.fixtures.imports import csv_bytes, reading_count, xlsx_bytes
+from tests.fixtures.imports import csv_bytes, reading_count
 
 
 def _batch(market, content, filename="r.csv", kind=ImportKind.readings):

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from app.extensions import db
 from app.models import AuditLog, Bill, BillingRun, Charge
-from app.models.enums import BillKind, BillStatus, ChargeStatus, RunStatus
+from app.models.enums import BillKind, BillStatus, ChargeStatus
 from app.services import billing
 from app.utils.dates import today_local
 from tests.factories import add_reading, make_bill
