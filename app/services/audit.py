@@ -89,11 +89,12 @@ def _changes(obj):
 
 def _entry(obj, action, before, after, reason=None):
     user_id, username, request_id = current_actor()
-    pk = sa.inspect(obj).identity
+    state = sa.inspect(obj)
+    pk = state.identity or state.mapper.primary_key_from_instance(obj)
     return AuditLog(
         market_id=getattr(obj, "market_id", None) if obj.__tablename__ != "markets" else obj.id,
         table_name=obj.__tablename__,
-        row_id=str(pk[0]) if pk else None,
+        row_id=str(pk[0]) if pk and pk[0] is not None else None,
         action=action,
         before=before or None,
         after=after or None,
