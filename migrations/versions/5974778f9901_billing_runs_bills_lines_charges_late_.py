@@ -124,7 +124,7 @@ def upgrade():
         batch_op.create_index(batch_op.f('ix_bills_run_id'), ['run_id'], unique=False)
         batch_op.create_index('ix_bills_status_due_date', ['status', 'due_date'], unique=False)
         batch_op.create_index(batch_op.f('ix_bills_zone_id'), ['zone_id'], unique=False)
-        batch_op.create_index('uq_bills_regular_lease_period', ['lease_id', 'period'], unique=True, postgresql_where=sa.text("kind = 'regular'"), sqlite_where=sa.text("kind = 'regular'"))
+        batch_op.create_index('uq_bills_regular_lease_period', ['lease_id', 'period'], unique=True, postgresql_where=sa.text("kind = 'regular' AND status <> 'void'"), sqlite_where=sa.text("kind = 'regular' AND status <> 'void'"))
 
     op.create_table('late_fee_rules',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -325,7 +325,7 @@ def downgrade():
 
     op.drop_table('late_fee_rules')
     with op.batch_alter_table('bills', schema=None) as batch_op:
-        batch_op.drop_index('uq_bills_regular_lease_period', postgresql_where=sa.text("kind = 'regular'"), sqlite_where=sa.text("kind = 'regular'"))
+        batch_op.drop_index('uq_bills_regular_lease_period', postgresql_where=sa.text("kind = 'regular' AND status <> 'void'"), sqlite_where=sa.text("kind = 'regular' AND status <> 'void'"))
         batch_op.drop_index(batch_op.f('ix_bills_zone_id'))
         batch_op.drop_index('ix_bills_status_due_date')
         batch_op.drop_index(batch_op.f('ix_bills_run_id'))
