@@ -1,10 +1,11 @@
 """Billing runs, bills (账单), their lines and one-off charges (费用录入)."""
 import sqlalchemy as sa
 from flask_appbuilder import Model
+from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import relationship
 
 from app.models.base import Audited, MarketScoped, Money, Quantity, Rate, TimestampMixin, UTCDateTime, enum_column
-from app.models.enums import BillKind, BillStatus, ChargeStatus, RunStatus
+from app.models.enums import OPEN_BILL_STATUSES, BillKind, BillStatus, ChargeStatus, RunStatus
 
 
 class BillingRun(MarketScoped, TimestampMixin, Model):
@@ -95,10 +96,14 @@ class Bill(Audited, MarketScoped, TimestampMixin, Model):
     def __repr__(self):
         return self.number
 
-    @property
+    @hybrid_property
     def outstanding_fen(self) -> int:
-        """What is still owed: principal plus late fee minus payments."""
+        """What is still owed: principal plus late fee minus payments (also a SQL expression)."""
         return self.amount_fen + self.late_fee_fen - self.paid_fen
+
+    def is_overdue_on(self, day) -> bool:
+        """Open, past its due date and still owing on the given Shanghai day (cf. overdue_clause)."""
+        return self.status in OPEN_BILL_STATUSES and self.due_date < day and self.outstanding_fen > 0
 
     @property
     def principal_outstanding_fen(self) -> int:

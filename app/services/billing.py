@@ -64,7 +64,7 @@ def overdue_clause(today: date | None = None):
     return sa.and_(
         Bill.status.in_(OPEN_BILL_STATUSES),
         Bill.due_date < today,
-        Bill.amount_fen + Bill.late_fee_fen > Bill.paid_fen,
+        Bill.outstanding_fen > 0,
     )
 
 

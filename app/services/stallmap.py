@@ -10,7 +10,8 @@ from sqlalchemy.orm import lazyload
 from app.extensions import db
 from app.models import Lease, Merchant, Unit, Zone, lease_units
 from app.models.bills import Bill
-from app.models.enums import OPEN_BILL_STATUSES, LeaseStatus, UnitStatus
+from app.models.enums import LeaseStatus, UnitStatus
+from app.services.billing import overdue_clause
 from app.services.exceptions import NotFound
 from app.services.scope import scope_query
 from app.utils.dates import today_local
@@ -143,15 +144,13 @@ def parse_polygon(text: str | None) -> list | None:
 
 def unit_arrears(zone_id: int) -> dict[int, int]:
     """Outstanding fen of the zone's overdue bills, per unit (via the bills' leases)."""
-    outstanding = Bill.amount_fen + Bill.late_fee_fen - Bill.paid_fen
     query = (
-        sa.select(lease_units.c.unit_id, sa.func.sum(outstanding))
+        sa.select(lease_units.c.unit_id, sa.func.sum(Bill.outstanding_fen))
         .select_from(Bill)
         .join(lease_units, lease_units.c.lease_id == Bill.lease_id)
         .where(
             Bill.zone_id == zone_id,
-            Bill.status.in_(OPEN_BILL_STATUSES),
-            Bill.due_date < today_local(),
+            overdue_clause(today_local()),
         )
         .group_by(lease_units.c.unit_id)
     )

@@ -9,8 +9,9 @@ import sqlalchemy as sa
 from app.extensions import db
 from app.models import Lease, Merchant, Meter, Unit, Zone
 from app.models.bills import Bill
-from app.models.enums import OPEN_BILL_STATUSES, LeaseStatus
+from app.models.enums import LeaseStatus
 from app.models.readings import MeterReading
+from app.services.billing import overdue_clause
 from app.services.scope import scope_query
 from app.utils.dates import period_end, today_local
 
@@ -95,7 +96,7 @@ def meters_to_read(user, period: date, limit: int = DEFAULT_LIMIT) -> tuple[Sect
 
 def overdue_merchants(user, today: date, limit: int = DEFAULT_LIMIT) -> tuple[Section, int]:
     """Merchants with overdue open bills in the user's zones, oldest due date first, and the total owed."""
-    outstanding = sa.func.sum(Bill.amount_fen + Bill.late_fee_fen - Bill.paid_fen)
+    outstanding = sa.func.sum(Bill.outstanding_fen)
     oldest = sa.func.min(Bill.due_date)
     query = scope_query(
         sa.select(
@@ -109,7 +110,7 @@ def overdue_merchants(user, today: date, limit: int = DEFAULT_LIMIT) -> tuple[Se
         .select_from(Bill)
         .join(Merchant, Merchant.id == Bill.merchant_id)
         .join(Zone, Zone.id == Bill.zone_id)
-        .where(Bill.status.in_(OPEN_BILL_STATUSES), Bill.due_date < today)
+        .where(overdue_clause(today))
         .group_by(Merchant.id, Merchant.name, Zone.name)
         .having(outstanding > 0)
         .order_by(oldest, Merchant.name),

@@ -10,6 +10,7 @@ from app.extensions import db
 from app.models import Bill, Unit
 from app.models.enums import OPEN_BILL_STATUSES, BillStatus, PaymentStatus
 from app.models.payments import Payment, PaymentAllocation
+from app.services.billing import overdue_clause
 from app.utils.dates import today_local
 
 #: Largest id a database integer column holds; larger path ids are simply not found.
@@ -24,7 +25,7 @@ def merchant_bills(merchant_id: int, status: str | None = None) -> sa.Select:
     if status in ("unpaid", "overdue"):
         stmt = stmt.where(Bill.status.in_(OPEN_BILL_STATUSES))
         if status == "overdue":
-            stmt = stmt.where(Bill.due_date < today_local())
+            stmt = stmt.where(overdue_clause(today_local()))
     elif status == "paid":
         stmt = stmt.where(Bill.status == BillStatus.paid)
     else:

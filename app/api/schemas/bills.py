@@ -31,7 +31,7 @@ class BillSummarySchema(Schema):
                                metadata={"type": "boolean", "description": "Unpaid and the due date has passed"})
 
     def _is_overdue(self, bill) -> bool:
-        return bill.status.value in ("issued", "partially_paid") and bill.due_date < today_local()
+        return bill.is_overdue_on(today_local())
 
 
 BillPageSchema = page_schema(BillSummarySchema, "BillPage")
