@@ -14,6 +14,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from enum import IntEnum
 from typing import Any
 
@@ -46,6 +47,9 @@ class WeChatErrcode(IntEnum):
     ARGUMENT_INVALID = 47003  #: subscribe message data does not match the template
 
 
+#: A token is refreshed this many seconds before WeChat's expiry, so no call carries a dying token.
+TOKEN_EXPIRY_MARGIN_SECONDS = 300
+
 #: errcodes after which a fresh access token is fetched and the call retried once.
 TOKEN_ERRCODES = frozenset(
     {WeChatErrcode.INVALID_CREDENTIAL, WeChatErrcode.INVALID_ACCESS_TOKEN, WeChatErrcode.ACCESS_TOKEN_EXPIRED}
@@ -73,16 +77,38 @@ class _MiniProgramClient(WeChatClient):
     """wechatpy's WeChatClient on a configurable API base, with a token fetch that has a timeout."""
 
     def __init__(self, appid: str, secret: str, api_base: str, token_storage: SessionStorage | None,
-                 http: requests.Session | None, timeout: float):
+                 http: requests.Session | None, timeout: float,
+                 token_lock: Callable[[], AbstractContextManager] | None = None):
         super().__init__(appid, secret, session=token_storage, timeout=timeout, auto_retry=False)
         self.api_base = api_base
         self.API_BASE_URL = api_base + "cgi-bin/"
         self.wxa.API_BASE_URL = api_base
+        self._token_lock = token_lock or nullcontext
         if http is not None:
             self._http = http
 
-    def fetch_access_token(self) -> dict[str, Any]:
-        """GET {api_base}cgi-bin/token and keep the token in the token storage until it expires."""
+    @property
+    def access_token(self) -> str:
+        """The shared token from the storage; fetched (once across processes) when there is none."""
+        token = self.session.get(self.access_token_key)
+        if token:
+            return token
+        return self.fetch_access_token()["access_token"]
+
+    def fetch_access_token(self, stale: str | None = None) -> dict[str, Any]:
+        """Fetch a new token unless another process already replaced the stale one (or stored one).
+
+        WeChat invalidates the previous token a few minutes after a new one is issued, so processes
+        that share a storage must not each fetch their own: the fetch runs under the token lock and
+        first looks whether a fresh token arrived while it waited."""
+        with self._token_lock():
+            current = self.session.get(self.access_token_key)
+            if current and current != stale:
+                return {"access_token": current}
+            return self._fetch_new_token()
+
+    def _fetch_new_token(self) -> dict[str, Any]:
+        """GET {api_base}cgi-bin/token and keep the token in the token storage until shortly before it expires."""
         logger.info("Fetching a WeChat access token for %s", self.appid)
         answer = self._http.get(
             self.api_base + "cgi-bin/token",
@@ -94,8 +120,9 @@ class _MiniProgramClient(WeChatClient):
         if not isinstance(result, dict) or not result.get("access_token"):
             raise WeChatUnavailable("cgi-bin/token answered without an access_token")
         expires_in = int(result.get("expires_in", 7200))
-        self.session.set(self.access_token_key, result["access_token"], expires_in)
-        self.expires_at = int(time.time()) + expires_in
+        keep_for = max(expires_in - TOKEN_EXPIRY_MARGIN_SECONDS, min(expires_in, 60))
+        self.session.set(self.access_token_key, result["access_token"], keep_for)
+        self.expires_at = int(time.time()) + keep_for
         return result
 
 
@@ -110,12 +137,15 @@ class WeChatMiniProgram:
         session: requests.Session | None = None,
         token_storage: SessionStorage | None = None,
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
+        token_lock: Callable[[], AbstractContextManager] | None = None,
     ):
-        """session: the requests.Session to use; token_storage: a wechatpy SessionStorage
-        (default in memory; use wechatpy.session.redisstorage.RedisStorage to share across workers)."""
+        """session: the requests.Session to use; token_storage: a wechatpy SessionStorage (default in
+        memory; RedisStorage shares the token across workers); token_lock: a factory of a lock shared
+        by those workers (e.g. a Redis lock), held while a token is fetched."""
         self.appid = appid
         self.api_base = api_base if api_base.endswith("/") else api_base + "/"
-        self._client = _MiniProgramClient(appid, secret, self.api_base, token_storage, session, timeout)
+        self._client = _MiniProgramClient(appid, secret, self.api_base, token_storage, session, timeout,
+                                          token_lock=token_lock)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **kwargs: Any) -> "WeChatMiniProgram":
@@ -166,13 +196,16 @@ class WeChatMiniProgram:
 
     def _call(self, request: Callable[[], Any], uses_token: bool = True) -> dict[str, Any]:
         """Run a request; on an invalid/expired token fetch a new one and retry once."""
+        used = self._client.session.get(self._client.access_token_key) if uses_token else None
         try:
             return self._attempt(request)
         except WeChatAPIError as exc:
             if not uses_token or exc.errcode not in TOKEN_ERRCODES:
                 raise
             logger.info("WeChat rejected the access token (errcode %s); fetching a new one", exc.errcode)
-        self._attempt(self._client.fetch_access_token)
+        # The token the request carried: read before the call, or fetched by it when there was none.
+        stale = used or self._client.session.get(self._client.access_token_key)
+        self._attempt(lambda: self._client.fetch_access_token(stale=stale))
         return self._attempt(request)
 
     @staticmethod

@@ -8,12 +8,15 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
+from contextlib import contextmanager
 from datetime import timedelta
 
 import sqlalchemy as sa
+from flask import current_app
+from wechatpy.session.redisstorage import RedisStorage
 
 from app.extensions import db
-from app.integrations.wechat import WeChatAPIError, WeChatErrcode, WeChatUnavailable
+from app.integrations.wechat import DEFAULT_API_BASE, WeChatAPIError, WeChatErrcode, WeChatMiniProgram, WeChatUnavailable
 from app.models.enums import LeaseStatus
 from app.models.leases import Lease, lease_units
 from app.models.merchants import Merchant
@@ -28,6 +31,55 @@ logger = logging.getLogger(__name__)
 TOUCH_INTERVAL = timedelta(minutes=5)
 #: Leases whose merchant a stall QR code binds to.
 CURRENT_LEASE_STATUSES = (LeaseStatus.active, LeaseStatus.expiring)
+
+
+#: Redis key prefix of the shared WeChat access token (wechatpy's RedisStorage) and its refresh lock.
+TOKEN_KEY_PREFIX = "market:wechat"
+
+
+def mini_program_client() -> WeChatMiniProgram:
+    """The mini-program client for the app's WECHAT_* settings, its access token shared by every worker.
+
+    The token lives in Redis (the jobs' Redis, or the in-process fakeredis of the embedded default)
+    and is fetched under a Redis lock, so gunicorn workers and RQ workers use one token instead of
+    invalidating each other's. One client per settings is kept on the app."""
+    from app.queues import get_redis
+
+    app = current_app._get_current_object()
+    key = (app.config.get("WECHAT_APPID") or "", app.config.get("WECHAT_SECRET") or "",
+           app.config.get("WECHAT_API_BASE") or DEFAULT_API_BASE)
+    clients = app.extensions.setdefault("mp_wechat_clients", {})
+    client = clients.get(key)
+    if client is None:
+        redis = get_redis()
+        lock_name = f"{TOKEN_KEY_PREFIX}:{key[0]}:token-lock"
+        client = clients[key] = WeChatMiniProgram(
+            key[0], key[1], api_base=key[2],
+            token_storage=RedisStorage(redis, prefix=TOKEN_KEY_PREFIX),
+            token_lock=lambda: _token_lock(redis, lock_name),
+        )
+    return client
+
+
+@contextmanager
+def _token_lock(redis, name: str):
+    """Hold the shared token-refresh lock; WeChatUnavailable when Redis cannot give it within 30 s."""
+    from redis.exceptions import LockError, RedisError
+
+    lock = redis.lock(name, timeout=30, blocking_timeout=30)
+    try:
+        acquired = lock.acquire()
+    except RedisError:
+        raise WeChatUnavailable("the access-token lock could not be taken (Redis)") from None
+    if not acquired:
+        raise WeChatUnavailable("the access-token lock stayed busy")
+    try:
+        yield
+    finally:
+        try:
+            lock.release()
+        except LockError:
+            logger.warning("The access-token lock expired before it was released")
 
 
 class AuthFailed(DomainError):

@@ -11,15 +11,8 @@ from app.services import bind_tokens, mp_auth
 
 
 def wechat_client() -> WeChatMiniProgram:
-    """The mini-program client for the app's WECHAT_* settings (one per settings, kept on the app)."""
-    app = current_app._get_current_object()
-    key = (app.config.get("WECHAT_APPID") or "", app.config.get("WECHAT_SECRET") or "",
-           app.config.get("WECHAT_API_BASE") or "https://api.weixin.qq.com/")
-    clients = app.extensions.setdefault("mp_wechat_clients", {})
-    client = clients.get(key)
-    if client is None:
-        client = clients[key] = WeChatMiniProgram(key[0], key[1], api_base=key[2])
-    return client
+    """The mini-program client (its access token shared through Redis by every worker)."""
+    return mp_auth.mini_program_client()
 
 
 def _login_limit() -> str:
