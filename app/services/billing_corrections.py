@@ -107,15 +107,20 @@ def create_adjustment_bill(bill_id: int, lines: list[AdjustmentLine], reason: st
     return bill
 
 
+def is_voidable(bill: Bill) -> bool:
+    """Whether a bill may be voided: not void yet and no money received on it."""
+    if bill.status == BillStatus.void or bill.paid_fen > 0 or bill.status == BillStatus.partially_paid:
+        return False
+    return not (bill.status == BillStatus.paid and bill.amount_fen > 0)
+
+
 def void_bill(bill_id: int, reason: str, user=None) -> Bill:
     """Void a bill with a reason (audited); refused once money was received. Its readings and charges are freed."""
     reason = _reason(reason, "作废")
     bill = get_bill(bill_id, user)
     if bill.status == BillStatus.void:
         raise Conflict("账单已作废")
-    if bill.paid_fen > 0 or bill.status == BillStatus.partially_paid or (
-        bill.status == BillStatus.paid and bill.amount_fen > 0
-    ):
+    if not is_voidable(bill):
         raise Conflict("已收款的账单不能作废，请先退款")
     before = {"status": bill.status.value, "void_reason": bill.void_reason}
     bill.status = BillStatus.void

@@ -8,6 +8,27 @@ from datetime import date, datetime
 import xlsxwriter
 
 from app.utils.dates import to_local
+from app.utils.money import fen_to_yuan
+
+#: Excel number formats of money cells: the cell holds yuan, Excel shows ¥1,500.50 (-¥12.00).
+YUAN_FORMAT = '"¥"#,##0.00;-"¥"#,##0.00'
+#: Unit prices may carry fractions of a fen: two to six decimals of yuan (¥0.755).
+YUAN_RATE_FORMAT = '"¥"#,##0.00####;-"¥"#,##0.00####'
+
+
+def is_money_column(name: str) -> bool:
+    """A column (or property) that holds fen: its name ends in _fen; *_micro_fen are not fen."""
+    last = name.rsplit(".", 1)[-1]
+    return last.endswith("_fen") and not last.endswith("_micro_fen")
+
+
+def yuan_cell_value(fen) -> float:
+    """The number written to a money cell: exact yuan (Decimal) from fen, then Excel's double.
+
+    fen / 100 goes through Decimal, so the double is the one nearest to the exact yuan amount and
+    reads back as 1500.5 for 150050 fen (exact to the fen for any amount below 10^13 fen).
+    """
+    return float(fen_to_yuan(fen))
 
 
 def _value(item, column):
@@ -32,7 +53,8 @@ def export_query_xlsx(fileobj, title, columns, labels, items):
     workbook = xlsxwriter.Workbook(fileobj, {"in_memory": True})
     sheet = workbook.add_worksheet(_sheet_name(title))
     bold = workbook.add_format({"bold": True, "bg_color": "#EEEEEE", "border": 1})
-    money = workbook.add_format({"num_format": "#,##0.00"})
+    money = workbook.add_format({"num_format": YUAN_FORMAT})
+    rate = workbook.add_format({"num_format": YUAN_RATE_FORMAT})
     day = workbook.add_format({"num_format": "yyyy-mm-dd"})
     stamp = workbook.add_format({"num_format": "yyyy-mm-dd hh:mm"})
     sheet.write_row(0, 0, labels, bold)
@@ -44,9 +66,12 @@ def export_query_xlsx(fileobj, title, columns, labels, items):
             value = _value(item, column)
             if value is None:
                 sheet.write_blank(row, col, None)
-            elif column.endswith("_fen") and isinstance(value, int):
+            elif is_money_column(column) and isinstance(value, int) and not isinstance(value, bool):
                 # fen -> yuan only at the cell: the stored figure stays integer fen.
-                sheet.write_number(row, col, float(decimal.Decimal(value) / 100), money)
+                sheet.write_number(row, col, yuan_cell_value(value), money)
+            elif is_money_column(column) and isinstance(value, decimal.Decimal):
+                # Unit prices in (fractional) fen: yuan with up to six decimals.
+                sheet.write_number(row, col, yuan_cell_value(value), rate)
             elif isinstance(value, datetime):
                 sheet.write_datetime(row, col, to_local(value).replace(tzinfo=None), stamp)
             elif isinstance(value, date):

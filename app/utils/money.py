@@ -16,6 +16,9 @@ __all__ = [
     "parse_yuan",
     "format_yuan",
     "fen_to_yuan_str",
+    "fen_to_yuan",
+    "parse_yuan_rate",
+    "format_yuan_rate",
     "amount_in_chinese",
     "apportion",
 ]
@@ -86,6 +89,65 @@ def fen_to_yuan_str(fen: int) -> str:
     sign = "-" if fen < 0 else ""
     yuan, cents = divmod(abs(fen), 100)
     return f"{sign}{yuan}.{cents:02d}"
+
+
+def fen_to_yuan(fen: int | Decimal) -> Decimal:
+    """Exact yuan as a Decimal: 150050 -> Decimal("1500.50"), Decimal("75.5") fen -> Decimal("0.755")."""
+    if isinstance(fen, Decimal):
+        if not fen.is_finite():
+            raise ValueError(f"金额无效：{fen}")
+        return fen.scaleb(-2)
+    _check_fen(fen)
+    return Decimal(fen).scaleb(-2)
+
+
+#: A price may carry fractions of a fen (Numeric(16, 4) columns): up to 6 decimals of yuan.
+RATE_YUAN_PLACES = 6
+
+
+def parse_yuan_rate(text: str, allow_negative: bool = False) -> Decimal:
+    """Parse a unit price typed in yuan ("0.755", "¥60", "1,500.50元") into Decimal fen (75.5, 6000, 150050)."""
+    if not isinstance(text, str):
+        raise TypeError(f"parse_yuan_rate() expects text, got {type(text).__name__}")
+    s = unicodedata.normalize("NFKC", text).strip()
+    if not s:
+        raise ValueError("单价不能为空")
+    negative = False
+    if s[0] in "-−":
+        negative, s = True, s[1:].strip()
+    if s[:1] == "¥":
+        s = s[1:].strip()
+    if not negative and s[:1] in "-−":
+        negative, s = True, s[1:].strip()
+    if s.endswith("元"):
+        s = s[:-1].strip()
+    if not re.fullmatch(r"(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?", s):
+        raise ValueError(f"单价格式不正确：{text.strip()}")
+    whole, _, decimals = s.replace(",", "").partition(".")
+    if len(decimals) > RATE_YUAN_PLACES:
+        raise ValueError(f"单价最多保留 {RATE_YUAN_PLACES} 位小数：{text.strip()}")
+    fen = Decimal(f"{whole}.{decimals or '0'}").scaleb(2).normalize()
+    if fen == fen.to_integral_value():
+        fen = fen.quantize(Decimal(1))
+    if negative and fen:
+        if not allow_negative:
+            raise ValueError(f"单价不能为负数：{text.strip()}")
+        fen = -fen
+    return fen
+
+
+def format_yuan_rate(fen: Decimal | int, symbol: bool = True) -> str:
+    """A unit price for people, at least two decimals: Decimal(6000) -> "¥60.00", Decimal("75.5") -> "¥0.755"."""
+    if isinstance(fen, int) and not isinstance(fen, bool):
+        fen = Decimal(fen)
+    if not isinstance(fen, Decimal):
+        raise TypeError(f"a price must be a Decimal number of fen, got {type(fen).__name__}")
+    yuan = fen_to_yuan(fen)
+    sign = "-" if yuan < 0 else ""
+    text = format(abs(yuan).normalize(), "f")
+    whole, _, decimals = text.partition(".")
+    decimals = decimals.ljust(2, "0")
+    return f"{sign}{'¥' if symbol else ''}{int(whole):,}.{decimals}"
 
 
 def format_yuan(fen: int, symbol: bool = True) -> str:

@@ -8,16 +8,19 @@ from decimal import Decimal
 from flask import abort, request, send_file
 from flask_appbuilder import ModelRestApi, ModelView, expose
 from flask_appbuilder.fields import EnumField
-from flask_appbuilder.fieldwidgets import Select2Widget
+from flask_appbuilder.fieldwidgets import BS3TextFieldWidget, Select2Widget
 from flask_appbuilder.security.decorators import has_access, protect
 from flask_appbuilder.urltools import get_filter_args as fab_get_filter_args
+from flask_babel import LazyString
 from flask_babel import lazy_gettext as _
-from wtforms import validators
+import sqlalchemy as sa
+from wtforms import StringField, validators
 
 from app.models.enums import LabeledEnum
 from app.services.scope import ZoneScopeFilter, ZoneScopeViolation
-from app.services.exports import export_query_xlsx
+from app.services.exports import export_query_xlsx, is_money_column
 from app.utils.dates import format_local
+from app.utils.money import fen_to_yuan_str, format_yuan, format_yuan_rate, parse_yuan, parse_yuan_rate
 
 
 def scoped_filters():
@@ -55,6 +58,56 @@ class LabeledEnumField(EnumField):
         # FAB's version raises ValueError, which WTForms does not catch (a 500 instead of a form error).
         if not any(self.data == self.coerce(value) for value, _label in self.choices):
             raise validators.ValidationError(_("Not a valid choice"))
+
+
+class YuanField(StringField):
+    """A money column kept in fen, typed and shown in yuan ("1500", "1,500.50", "¥1,500" -> 150050).
+
+    Integer columns (amounts) take at most two decimals and store int fen through parse_yuan;
+    Numeric columns (unit prices, which may carry fractions of a fen) store Decimal fen through
+    parse_yuan_rate. Bad text is a form error in Chinese, never a server error or a stored row.
+    """
+
+    def __init__(self, label=None, validators=None, is_rate=False, required=True, allow_negative=False, **kwargs):
+        kwargs.setdefault("widget", BS3TextFieldWidget())
+        kwargs.setdefault("render_kw", {"inputmode": "decimal", "autocomplete": "off"})
+        super().__init__(label, validators, **kwargs)
+        if required:
+            self.flags.required = True  # the form shows the * of a required field
+        self.is_rate = is_rate
+        self.required = required
+        self.allow_negative = allow_negative
+
+    def _value(self):
+        if self.raw_data:
+            return self.raw_data[0]
+        if self.data is None or self.data == "":
+            return ""
+        if self.is_rate:
+            return format_yuan_rate(Decimal(self.data), symbol=False).replace(",", "")
+        return fen_to_yuan_str(int(self.data))
+
+    def process_formdata(self, valuelist):
+        if not valuelist:
+            return
+        text = valuelist[0] or ""
+        self.data = None
+        if not text.strip():
+            if self.required:
+                raise ValueError("请填写单价（元）" if self.is_rate else "请填写金额（元）")
+            return
+        parse = parse_yuan_rate if self.is_rate else parse_yuan
+        # ValueError carries a Chinese message ("金额格式不正确：…"): WTForms shows it under the field.
+        self.data = parse(text, allow_negative=self.allow_negative)
+
+
+def yuan_text(value):
+    """A fen value for people: int fen -> "¥1,500.50"; a Decimal price in fen -> "¥0.755"; None -> ""."""
+    if value is None or value == "":
+        return ""
+    if isinstance(value, Decimal):
+        return format_yuan_rate(value)
+    return format_yuan(int(value))
 
 
 def _enum_label(enum_class):
@@ -98,6 +151,8 @@ class ScopedModelView(ModelView):
     Display: enum columns show their Chinese labels (lists, detail pages, forms, search),
     booleans show 是/否, datetimes show in Asia/Shanghai to the minute, decimals drop trailing
     zeros, to-many relations are joined and missing values are blank (not "None").
+    Money: every ``*_fen`` column is shown as yuan (``¥1,500.00``) and typed as yuan in add and
+    edit forms (YuanField), stored as fen; the export writes yuan numbers.
     """
 
     page_size = 50
@@ -125,7 +180,20 @@ class ScopedModelView(ModelView):
                 continue
             if datamodel.is_relation(name) or name not in datamodel.list_columns:
                 continue
-            if datamodel.is_enum(name):
+            if is_money_column(name):
+                col_type = datamodel.list_columns[name].type
+                formatters.setdefault(name, yuan_text)
+                required = not datamodel.is_nullable(name)
+                label = (self.label_columns or {}).get(name) or name
+                for key in ("add_form_extra_fields", "edit_form_extra_fields"):
+                    checks = list((self.validators_columns or {}).get(name, []))
+                    if not required:
+                        checks.insert(0, validators.Optional())
+                    forms[key].setdefault(name, YuanField(
+                        label, checks, is_rate=isinstance(col_type, sa.Numeric) and not isinstance(col_type, sa.Integer),
+                        required=required, default=datamodel.get_col_default(name),
+                    ))
+            elif datamodel.is_enum(name):
                 col_type = datamodel.list_columns[name].type
                 enum_class = col_type.enum_class
                 if enum_class is None or not issubclass(enum_class, LabeledEnum):
@@ -147,6 +215,10 @@ class ScopedModelView(ModelView):
                 formatters.setdefault(name, _yes_no)
             elif datamodel.is_numeric(name):
                 formatters.setdefault(name, _plain_decimal)
+        for name in list(self.list_columns or []) + list(self.show_columns or []):
+            # Derived amounts (properties such as outstanding_fen) are money too.
+            if is_money_column(name) and "." not in name:
+                formatters.setdefault(name, yuan_text)
         for name in datamodel.get_columns_list():
             formatters.setdefault(name, _blank_if_none)
         self.formatters_columns = formatters
@@ -180,12 +252,49 @@ def get_filter_args(filters):
     fab_get_filter_args(filters)
 
 
+FEN_DESCRIPTION = _("In fen (1 yuan = 100 fen)")
+
+
+def _translated_or_blank(text) -> str:
+    """The translation of a label or description; "" for an empty one (gettext("") is the catalog header)."""
+    if text is None:
+        return ""
+    if isinstance(text, LazyString):  # lazy_gettext(""): look at the msgid, not its "translation"
+        msgid = text._args[0] if text._args else ""
+        return str(text) if msgid else ""
+    text = str(text)
+    return str(_(text)) if text else ""
+
+
 class ScopedModelRestApi(ModelRestApi):
     """FAB REST API whose every read and write obeys zone scope (writes: 403 outside it)."""
 
     def __init__(self, *args, **kwargs):
         self.base_filters = scoped_filters() + list(self.base_filters or [])
+        descriptions = dict(self.description_columns or {})
+        for name in self.datamodel.get_columns_list():
+            if is_money_column(name):
+                # The REST API is a machine interface: money stays in fen.
+                descriptions.setdefault(name, FEN_DESCRIPTION)
+        self.description_columns = descriptions
         super().__init__(*args, **kwargs)
+
+    def _get_field_info(self, field, filter_rel_field, page=None, page_size=None):
+        """FAB translates a missing description as gettext(""), which is the catalog header
+        ("Project-Id-Version: ..."): give an empty description instead, a given one translated."""
+        info = super()._get_field_info(field, filter_rel_field, page=page, page_size=page_size)
+        info["description"] = _translated_or_blank((self.description_columns or {}).get(field.name))
+        info["label"] = _translated_or_blank((self.label_columns or {}).get(field.name)) or field.name
+        return info
+
+    def _description_columns_json(self, cols=None):
+        """Descriptions of the given columns, translated; empty ones stay empty (not the catalog header)."""
+        cols = cols or []
+        return {
+            name: _translated_or_blank(text)
+            for name, text in (self.description_columns or {}).items()
+            if name in cols
+        }
 
     def _scoped_write(self, method, *args, **kwargs):
         try:

@@ -19,23 +19,19 @@ from wtforms.form import Form
 
 from app.extensions import db
 from app.models import Bill, BillingRun, Charge, FeeItem, Lease, Market, Merchant
-from app.models.enums import BillStatus, RunStatus
+from app.models.enums import OPEN_BILL_STATUSES, BillStatus, RunStatus
 from app.models.latefees import LateFeeAccrual, LateFeeWaiver
 from app.models.payments import Payment, PaymentAllocation
 from app.models.readings import MeterReading
-from app.services import billing, billing_corrections, charges
+from app.services import billing, billing_corrections, charges, latefees
 from app.services.exceptions import DomainError
 from app.services.scope import ZoneScopeFilter, scope_query, visible_zone_ids
-from app.utils.dates import parse_period, period_str, today_local
+from app.utils.dates import format_local, parse_period, period_str, today_local
 from app.utils.money import format_yuan, parse_yuan
 from app.views.base import ScopedModelView
 
 PREVIEW_PAGE_SIZE = 20
 MISSING_SHOWN = 200
-
-
-def _yuan(value):
-    return format_yuan(int(value)) if value is not None else ""
 
 
 def _period(value):
@@ -314,13 +310,7 @@ class BillView(ScopedModelView):
     base_order = ("id", "desc")
     base_permissions = ["can_list", "can_show", "can_export", "can_void", "can_adjust"]
     list_widget = OverdueListWidget
-    formatters_columns = {
-        "amount_fen": _yuan,
-        "paid_fen": _yuan,
-        "late_fee_fen": _yuan,
-        "outstanding_fen": _yuan,
-        "period": _period,
-    }
+    formatters_columns = {"period": _period}  # money columns: yuan, from ScopedModelView
     search_form_query_rel_fields = {
         "zone": [["id", ZoneScopeFilter, lambda: None]],
         "merchant": [["id", ZoneScopeFilter, lambda: None]],
@@ -375,6 +365,7 @@ class BillView(ScopedModelView):
                 corrected[reading.id] = reading
         sm = self.appbuilder.sm
         is_overdue = db.session.scalar(sa.select(Bill.id).where(Bill.id == bill.id, billing.overdue_clause()))
+        is_open = bill.status in OPEN_BILL_STATUSES
         return self.render_template(
             "billing/bill_show.html",
             title=bill.number,
@@ -385,10 +376,16 @@ class BillView(ScopedModelView):
             adjustments=adjustments,
             readings=corrected,
             is_overdue=bool(is_overdue),
-            can_void=sm.has_access("can_void", "BillView") and bill.status != BillStatus.void,
+            can_void=sm.has_access("can_void", "BillView") and billing_corrections.is_voidable(bill),
+            can_receipt=(sm.has_access("can_download", "ReceiptView") and bill.status == BillStatus.paid
+                         and bool(bill.receipt_no)),
+            can_waive=sm.has_access("can_waive", "LateFeeView") and is_open and latefees.waivable_fen(bill) > 0,
+            can_record_payment=(sm.has_access("can_record", "OfflinePaymentView") and is_open
+                                and bill.outstanding_fen > 0),
             can_adjust=sm.has_access("can_adjust", "BillView") and bill.status not in (BillStatus.void, BillStatus.draft),
             reading_form=ReadingAdjustForm(),
             format_yuan=format_yuan,
+            format_local=format_local,
             period_str=period_str,
         )
 
@@ -508,7 +505,6 @@ class ChargeView(ScopedModelView):
     search_columns = ["merchant", "zone", "status", "description", "created_dt"]
     base_order = ("id", "desc")
     base_permissions = ["can_list", "can_show", "can_export", "can_new", "can_cancel"]
-    formatters_columns = {"amount_fen": _yuan}
     list_template = "billing/charge_list.html"
 
     @expose("/new", methods=["GET", "POST"])

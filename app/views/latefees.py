@@ -23,14 +23,10 @@ from app.services import latefees
 from app.services.exceptions import DomainError
 from app.services.scope import ZoneScopeFilter, can_see_zone, scope_query, visible_zone_ids
 from app.utils.dates import format_local, today_local
-from app.utils.money import format_yuan, parse_yuan
+from app.utils.money import fen_to_yuan_str, format_yuan, parse_yuan
 from app.views.base import ScopedModelView
 
 OVERVIEW_ROWS = 100
-
-
-def _yuan(value):
-    return format_yuan(int(value)) if value is not None else ""
 
 
 def _markets():
@@ -98,7 +94,7 @@ class LateFeeRuleView(ScopedModelView):
     search_columns = ["lease", "effective_from", "is_active"]
     base_order = ("effective_from", "desc")
     base_permissions = ["can_list", "can_show", "can_add", "can_export"]
-    formatters_columns = {"cap_fen": _yuan, "lease": lambda lease: lease.code if lease else "全市场（默认）"}
+    formatters_columns = {"lease": lambda lease: lease.code if lease else "全市场（默认）"}
 
     @expose("/add/", methods=["GET", "POST"])
     @has_access
@@ -147,7 +143,6 @@ class LateFeeAccrualView(ScopedModelView):
     search_columns = ["bill", "accrual_date"]
     base_order = ("accrual_date", "desc")
     base_permissions = ["can_list", "can_show", "can_export"]
-    formatters_columns = {"principal_fen": _yuan, "amount_fen": _yuan, "cumulative_fen": _yuan, "cap_fen": _yuan}
     search_form_query_rel_fields = {"bill": [["id", ZoneScopeFilter, lambda: None]]}
 
 
@@ -163,7 +158,6 @@ class LateFeeWaiverView(ScopedModelView):
     search_columns = ["bill", "created_dt"]
     base_order = ("created_dt", "desc")
     base_permissions = ["can_list", "can_show", "can_export"]
-    formatters_columns = {"amount_fen": _yuan}
     search_form_query_rel_fields = {"bill": [["id", ZoneScopeFilter, lambda: None]]}
 
 
@@ -261,7 +255,7 @@ class LateFeeView(BaseView):
         form = WaiverForm()
         available = latefees.waivable_fen(bill)
         if request.method == "GET" and not form.amount.data:
-            form.amount.data = f"{available / 100:.2f}" if available else ""
+            form.amount.data = fen_to_yuan_str(available) if available else ""
         if request.method == "POST" and form.validate():
             try:
                 amount = parse_yuan(form.amount.data)
@@ -274,6 +268,8 @@ class LateFeeView(BaseView):
             else:
                 db.session.commit()
                 flash(f"已减免账单 {bill.number} 的滞纳金 {format_yuan(amount)}", "success")
+                if request.args.get("back") == "bill":  # opened from the bill page: back to it
+                    return redirect(url_for("BillView.show", pk=bill.id))
                 return redirect(url_for(".list", market_id=bill.market_id))
         accruals = db.session.scalars(
             sa.select(LateFeeAccrual).where(LateFeeAccrual.bill_id == bill.id)

@@ -46,16 +46,16 @@ LABELS = {
     "units": _("Units"),
     "start_date": _("Start date"),
     "end_date": _("End date"),
-    "deposit_fen": _("Deposit (fen)"),
+    "deposit_fen": _("Deposit (yuan)"),
     "billing_cycle": _("Billing cycle"),
     "fees": _("Fees"),
     "lease": _("Lease"),
     "fee_item": _("Fee item"),
     "effective_from": _("Effective from"),
-    "rate_fen": _("Price (fen)"),
+    "rate_fen": _("Price (yuan)"),
     "pricing_mode": _("Pricing mode"),
     "meter_type": _("Meter type"),
-    "default_rate_fen": _("Default price (fen)"),
+    "default_rate_fen": _("Default price (yuan)"),
     "unit_label": _("Unit of measure"),
     "is_active": _("In use"),
     "sort_order": _("Sort order"),
@@ -75,6 +75,14 @@ LABELS = {
     "new_start_reading": _("New meter start reading"),
     "created_dt": _("Created"),
     "updated_dt": _("Updated"),
+}
+
+#: The REST API is in fen: its money labels carry no unit (the description says "in fen").
+API_LABELS = {
+    **LABELS,
+    "deposit_fen": _("Deposit"),
+    "rate_fen": _("Price"),
+    "default_rate_fen": _("Default price"),
 }
 
 
@@ -252,6 +260,7 @@ def _api(model, name, columns):
         {
             "datamodel": SQLAInterface(model),
             "resource_name": model.__tablename__,
+            "label_columns": API_LABELS,
             "list_columns": columns,
             "show_columns": columns,
             "allow_browser_login": True,

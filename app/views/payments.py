@@ -25,13 +25,9 @@ from app.services import receipts
 from app.services.exceptions import DomainError
 from app.services.scope import ZoneScopeFilter, can_see_zone, scope_query
 from app.utils.dates import MARKET_TZ, format_local, now_utc, period_str
-from app.utils.money import format_yuan, parse_yuan
+from app.utils.money import fen_to_yuan_str, format_yuan, parse_yuan
 from app.utils.pdf import PdfError
 from app.views.base import ScopedModelView
-
-
-def _yuan(value):
-    return format_yuan(int(value)) if value is not None else ""
 
 
 LABELS = {
@@ -71,7 +67,7 @@ class PaymentView(ScopedModelView):
     order_columns = ["paid_dt", "amount_fen", "receipt_no"]
     base_order = ("id", "desc")
     base_permissions = ["can_list", "can_show", "can_export"]
-    formatters_columns = {"amount_fen": _yuan, "refunded_fen": _yuan, "paid_dt": format_local}
+    formatters_columns = {"paid_dt": format_local}
     search_form_query_rel_fields = {
         "merchant": [["id", ZoneScopeFilter, lambda: None]],
         "zone": [["id", ZoneScopeFilter, lambda: None]],
@@ -116,7 +112,7 @@ class RefundView(ScopedModelView):
     search_columns = ["created_dt", "status", "out_refund_no"]
     base_order = ("id", "desc")
     base_permissions = ["can_list", "can_show", "can_export"]
-    formatters_columns = {"amount_fen": _yuan, "created_dt": format_local, "succeeded_dt": format_local}
+    formatters_columns = {"created_dt": format_local, "succeeded_dt": format_local}
 
 
 class OfflinePaymentForm(FlaskForm):
@@ -158,6 +154,13 @@ class OfflinePaymentView(BaseView):
         ).all()
         merchant = None
         merchant_id = request.values.get("merchant_id", type=int)
+        # ?bill_id= (the bill page's button) preselects that bill only, and its merchant.
+        bill_id = request.args.get("bill_id", type=int)
+        if bill_id and not merchant_id:
+            preselected = db.session.get(Bill, bill_id)
+            if preselected is None or not can_see_zone(preselected.zone_id):
+                abort(404)
+            merchant_id = preselected.merchant_id
         if merchant_id:
             merchant = db.session.get(Merchant, merchant_id)
             if merchant is None or not can_see_zone(merchant.zone_id):
@@ -165,16 +168,20 @@ class OfflinePaymentView(BaseView):
         form = OfflinePaymentForm()
         bills = payment_service.open_bills(merchant.id) if merchant else []
         bills = [b for b in bills if can_see_zone(b.zone_id)]
+        if bill_id and any(b.id == bill_id for b in bills):
+            ticked = {bill_id}
+        else:
+            ticked = {b.id for b in bills}
         if request.method == "GET" and merchant:
-            total = sum(b.outstanding_fen for b in bills)
-            form.amount.data = f"{total / 100:.2f}" if total > 0 else ""
+            total = sum(b.outstanding_fen for b in bills if b.id in ticked)
+            form.amount.data = fen_to_yuan_str(total) if total > 0 else ""
             form.reference.data = payment_service.next_cash_reference(merchant.market_id)
             form.paid_at.data = format_local(now_utc(), "%Y-%m-%dT%H:%M")
         if request.method == "POST" and merchant and form.validate():
             payment = self._record(merchant, form)
             if payment is not None:
                 return redirect(url_for("PaymentView.show", pk=payment.id))
-        selected = set(request.form.getlist("bill_ids", type=int)) if request.method == "POST" else {b.id for b in bills}
+        selected = set(request.form.getlist("bill_ids", type=int)) if request.method == "POST" else ticked
         return self.render_template(
             "payments/offline.html",
             title=_("Record payment"),

@@ -7,9 +7,12 @@ import pytest
 from app.utils.money import (
     amount_in_chinese,
     apportion,
+    fen_to_yuan,
     fen_to_yuan_str,
     format_yuan,
+    format_yuan_rate,
     parse_yuan,
+    parse_yuan_rate,
     to_fen,
 )
 
@@ -277,3 +280,54 @@ def test_apportion_sums_exactly_and_stays_within_one_fen():
 def test_apportion_rejects(total, weights, error):
     with pytest.raises(error):
         apportion(total, weights)
+
+
+# --- unit prices in yuan (Numeric fen columns, fractions of a fen allowed) ---------------------
+
+
+@pytest.mark.parametrize(
+    "text, fen",
+    [
+        ("60", Decimal("6000")),
+        ("¥60.00", Decimal("6000")),
+        ("0.68", Decimal("68")),
+        ("0.755", Decimal("75.5")),
+        ("45.0075", Decimal("4500.75")),
+        ("1,500.50元", Decimal("150050")),
+        ("０．６８", Decimal("68")),
+        ("0.000001", Decimal("0.0001")),
+    ],
+)
+def test_parse_yuan_rate(text, fen):
+    parsed = parse_yuan_rate(text)
+    assert parsed == fen and isinstance(parsed, Decimal)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [("abc", "单价格式不正确"), ("1.2.3", "单价格式不正确"), ("0.0000001", "最多保留 6 位小数"),
+     ("-1", "单价不能为负数"), ("", "单价不能为空")],
+)
+def test_parse_yuan_rate_rejects_bad_text_in_chinese(text, message):
+    with pytest.raises(ValueError, match=message):
+        parse_yuan_rate(text)
+
+
+@pytest.mark.parametrize(
+    "fen, shown",
+    [(Decimal("6000"), "¥60.00"), (Decimal("6000.0000"), "¥60.00"), (Decimal("75.5"), "¥0.755"),
+     (Decimal("4500.75"), "¥45.0075"), (Decimal("150050"), "¥1,500.50"), (Decimal("-12"), "-¥0.12"), (68, "¥0.68")],
+)
+def test_format_yuan_rate(fen, shown):
+    assert format_yuan_rate(fen) == shown
+    assert parse_yuan_rate(format_yuan_rate(fen), allow_negative=True) == Decimal(fen)
+
+
+def test_fen_to_yuan_is_exact():
+    assert fen_to_yuan(150050) == Decimal("1500.50")
+    assert fen_to_yuan(Decimal("75.5")) == Decimal("0.755")
+    assert fen_to_yuan(-5) == Decimal("-0.05")
+    with pytest.raises(TypeError):
+        fen_to_yuan(1500.5)
+    with pytest.raises(TypeError):
+        format_yuan_rate(0.68)
