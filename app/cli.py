@@ -46,22 +46,36 @@ def create_user(username, roles, name, password):
 
 @market_cli.command("seed-demo")
 @click.option("--stalls", default=300, show_default=True, help="Number of stalls in the demo market.")
-def seed_demo(stalls):
-    """Build the demo market 金江中心市场 once (re-running changes nothing)."""
-    from app.services.demo import seed_demo as run_seed
+@click.option("--months", default=3, show_default=True, type=click.IntRange(0, 36),
+              help="Months of history before the current one: readings, posted bills, payments, late fees (0: none).")
+def seed_demo(stalls, months):
+    """Build the demo market 金江中心市场 once, with recent history (re-running changes nothing)."""
+    from app.services.demo import DEMO_MERCHANT_PHONE, seed_demo as run_seed
+    from app.utils.money import format_yuan
 
     try:
-        result = run_seed(stalls=stalls)
+        result = run_seed(stalls=stalls, history_months=months)
     except DomainError as exc:
         _fail(exc)
     db.session.commit()
+    history = result["history"]
     if not result["created"]:
         click.echo("演示市场已存在，未重复生成。 (demo market already exists)")
+    else:
+        click.echo(
+            f"演示市场已生成：{result['units']} 个摊位、{result['merchants']} 户商户、"
+            f"{result['leases']} 份租约、{result['meters']} 块表。"
+        )
+    if history.periods:
+        click.echo(
+            f"演示历史：账期 {'、'.join(history.periods)}，{history.readings} 条抄表读数，{history.bills} 张账单，"
+            f"{history.payments} 笔线下收款，滞纳金 {format_yuan(history.late_fee_fen)}。"
+        )
+        click.echo(f"演示商户 (walk-through merchant): 手机 {DEMO_MERCHANT_PHONE}，见 docs/wechat-pay.md")
+    elif months:
+        click.echo("演示历史已是最新，未重复生成。 (history up to date)")
+    if not result["created"]:
         return
-    click.echo(
-        f"演示市场已生成：{result['units']} 个摊位、{result['merchants']} 户商户、"
-        f"{result['leases']} 份租约、{result['meters']} 块表。"
-    )
     click.echo("演示账号 (demo accounts): " + ", ".join(result["users"]))
     if result["password_from_env"]:
         click.echo("密码 (password): 取自环境变量 DEMO_PASSWORD")

@@ -1,23 +1,32 @@
-"""A believable demo market (金江中心市场): zones, stalls on a plan, merchants, leases, meters, staff."""
+"""A believable demo market (金江中心市场): zones, stalls on a plan, merchants, leases, meters, staff,
+and a few months of history (readings, posted bills, offline payments, late fees) made by the real services."""
 from __future__ import annotations
 
+import csv
+import io
 import os
 import random
 import secrets
-from datetime import date
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 
 import sqlalchemy as sa
 from flask import current_app
 
 from app.extensions import db
-from app.models import FeeItem, FeeTier, Lease, LeaseFee, Market, Merchant, Meter, Unit, Zone, lease_units
-from app.models.enums import BillingCycle, FeeKind, LeaseStatus, MarketKind, MeterType, PricingMode, UnitStatus
+from app.models import (
+    Bill, BillingRun, FeeItem, FeeTier, LateFeeRule, Lease, LeaseFee, Market, Merchant, Meter, Unit, Zone, lease_units,
+)
+from app.models.enums import (
+    BillingCycle, FeeKind, LeaseStatus, MarketKind, MeterType, PaymentMethod, PricingMode, RunStatus, UnitStatus,
+)
+from app.models.readings import ImportKind, MeterReading
 from app.security import ADMIN, CLERK, FINANCE, LEADER, MANAGER, REPAIRER
 from app.services import audit
 from app.services.exceptions import Forbidden
 from app.services.staff import assign_zone_manager, create_staff_user, ensure_roles
-from app.utils.dates import now_utc
+from app.utils.dates import MARKET_TZ, add_months, now_utc, period_end, period_str, today_local
 
 DEMO_MARKET_CODE = "JJ"
 DEMO_USERS = [
@@ -45,6 +54,18 @@ SHOP_WORDS = {
 }
 
 
+#: The merchant the walk-through in docs/wechat-pay.md uses: the first one, with a fixed phone.
+DEMO_MERCHANT_CODE = "M00001"
+DEMO_MERCHANT_PHONE = "13800000001"
+#: Months of history built by default: the months before the current one (Asia/Shanghai).
+DEFAULT_HISTORY_MONTHS = 3
+#: The late-fee rule of the demo market (docs/late-fees.md): 万分之五 a day, 5 grace days, cap 10%.
+DEMO_LATE_FEE = {"daily_rate": "0.0005", "grace_days": 5, "cap_percent": "10"}
+#: A period is billed on this day of the next month (or today, if that is still ahead).
+ISSUE_DAY = 3
+READER = "陈录入"
+
+
 class DemoRefused(Forbidden):
     code = "demo_refused"
 
@@ -53,15 +74,18 @@ def _password():
     return os.environ.get("DEMO_PASSWORD") or secrets.token_urlsafe(9)
 
 
-def seed_demo(stalls: int = 300, rng_seed: int = 20261123) -> dict:
-    """Build the demo market once; returns what was created (or that it existed)."""
+def seed_demo(stalls: int = 300, rng_seed: int = 20261123, history_months: int = DEFAULT_HISTORY_MONTHS) -> dict:
+    """Build the demo market once and bring its history up to last month; returns what was created."""
     if not current_app.config.get("DEMO_ALLOWED", False):
         raise DemoRefused("生产环境禁止生成演示数据")
+    if history_months < 0:
+        raise ValueError("history_months must be >= 0")
+    audit.set_actor(None, "seed-demo")
     existing = db.session.scalar(sa.select(Market).where(Market.code == DEMO_MARKET_CODE))
     if existing is not None:
-        return {"created": False, "market_id": existing.id}
+        history = seed_demo_history(existing, history_months, rng_seed) if history_months else DemoHistory()
+        return {"created": False, "market_id": existing.id, "history": history}
     rng = random.Random(rng_seed)
-    audit.set_actor(None, "seed-demo")
     ensure_roles()
     market = Market(code=DEMO_MARKET_CODE, name="金江中心市场", kind=MarketKind.market,
                     address="金江市金江大道 88 号", due_days=15)
@@ -89,6 +113,7 @@ def seed_demo(stalls: int = 300, rng_seed: int = 20261123) -> dict:
         f"演示市场：{len(units)} 个摊位，{merchants} 户商户，{leases} 份租约，{meters} 块表",
     )
     db.session.flush()
+    history = seed_demo_history(market, history_months, rng_seed) if history_months else DemoHistory()
     return {
         "created": True,
         "market_id": market.id,
@@ -99,7 +124,172 @@ def seed_demo(stalls: int = 300, rng_seed: int = 20261123) -> dict:
         "password": password,
         "password_from_env": bool(os.environ.get("DEMO_PASSWORD")),
         "users": [u[0] for u in DEMO_USERS],
+        "history": history,
     }
+
+
+# --- history: readings, billing runs, payments and late fees, through the real services -------
+
+
+@dataclass
+class DemoHistory:
+    """What one seed run added to the demo's history (all zero when it was already there)."""
+    periods: list[str] = field(default_factory=list)
+    readings: int = 0
+    bills: int = 0
+    payments: int = 0
+    late_fee_days: int = 0
+    late_fee_fen: int = 0
+
+
+def history_periods(months: int, today: date | None = None) -> list[date]:
+    """The `months` billing periods before the current month (Asia/Shanghai), oldest first."""
+    this_month = (today or today_local()).replace(day=1)
+    return [add_months(this_month, -k) for k in range(months, 0, -1)]
+
+
+def seed_demo_history(market: Market, months: int, rng_seed: int) -> DemoHistory:
+    """Read the meters, post the billing runs and record payments for each recent period not billed yet."""
+    from app.services import latefees
+
+    today = today_local()
+    history = DemoHistory()
+    periods = history_periods(months, today)
+    posted = set(db.session.scalars(
+        sa.select(BillingRun.period).where(BillingRun.market_id == market.id, BillingRun.status == RunStatus.posted)
+    ))
+    # The walk-through merchant keeps its bills of the last two periods unpaid.
+    keep_unpaid = set(periods[-2:])
+    for period in periods:
+        if period in posted:
+            continue
+        history.periods.append(period_str(period))
+        history.readings += _import_demo_readings(market, period, today, rng_seed)
+        run_id, issue_date = _post_demo_billing(market, period, today)
+        bills = db.session.scalars(sa.select(Bill).where(Bill.run_id == run_id).order_by(Bill.id)).all()
+        history.bills += len(bills)
+        history.payments += _pay_demo_bills(market, bills, period, periods[-1], keep_unpaid, rng_seed)
+    if history.periods and periods:
+        if db.session.scalar(sa.select(sa.func.count(LateFeeRule.id)).where(LateFeeRule.market_id == market.id)) == 0:
+            latefees.create_rule(market.id, _issue_date(periods[0], today), note="演示市场滞纳金规则",
+                                 **DEMO_LATE_FEE)
+        accrual = latefees.accrue_late_fees(market.id, today)
+        history.late_fee_days = len(accrual.days)
+        history.late_fee_fen = accrual.amount_fen
+    if history.periods:
+        audit.record_bulk(
+            db.session, market.id, "bills",
+            f"演示历史数据：账期 {'、'.join(history.periods)}，{history.readings} 条抄表读数，"
+            f"{history.bills} 张账单，{history.payments} 笔线下收款",
+        )
+    db.session.flush()
+    return history
+
+
+def _issue_date(period: date, today: date) -> date:
+    """The day a demo period is billed: the ISSUE_DAY of the next month, never after today."""
+    return min(add_months(period, 1).replace(day=ISSUE_DAY), today)
+
+
+def _import_demo_readings(market: Market, period: date, today: date, rng_seed: int) -> int:
+    """Write the period's meter sheet as a CSV and import it through the readings service."""
+    from app.services.readings import create_import_batch, import_meter_readings
+
+    meters = db.session.execute(
+        sa.select(Meter.id, Meter.number, Meter.meter_type, Meter.start_reading, Unit.status)
+        .join(Unit, Unit.id == Meter.unit_id, isouter=True)
+        .where(Meter.market_id == market.id, Meter.is_active.is_(True)).order_by(Meter.id)
+    ).all()
+    latest = {}
+    for meter_id, reading in db.session.execute(
+        sa.select(MeterReading.meter_id, MeterReading.reading)
+        .where(MeterReading.market_id == market.id, MeterReading.period < period)
+        .order_by(MeterReading.period)
+    ):
+        latest[meter_id] = Decimal(reading)
+    read_date = min(period_end(period), today)
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["表号", "账期", "读数", "抄表日期", "抄表人"])
+    for meter in meters:
+        previous = latest.get(meter.id, Decimal(meter.start_reading or 0))
+        used = _demo_consumption(meter, period, rng_seed)
+        writer.writerow([meter.number, period_str(period), f"{previous + used:f}", read_date.isoformat(), READER])
+    filename = f"demo-readings-{period_str(period)}.csv"
+    batch = create_import_batch(market.id, ImportKind.readings, filename, source="demo")
+    result = import_meter_readings(batch, io.BytesIO(out.getvalue().encode("utf-8")), filename)
+    return result.inserted
+
+
+def _demo_consumption(meter, period: date, rng_seed: int) -> Decimal:
+    """A meter's use in a period: its own steady level, give or take a quarter; nothing on a vacant stall."""
+    status = getattr(meter.status, "value", meter.status)
+    if status != UnitStatus.leased.value:
+        return Decimal(0)
+    level = random.Random(f"{rng_seed}:{meter.number}")
+    month = random.Random(f"{rng_seed}:{meter.number}:{period_str(period)}")
+    factor = Decimal(month.randrange(75, 126)) / 100
+    meter_type = getattr(meter.meter_type, "value", meter.meter_type)
+    if meter_type == MeterType.water.value:
+        return (Decimal(level.randrange(30, 250)) / 10 * factor).quantize(Decimal("0.1"))
+    return (Decimal(level.randrange(80, 520)) * factor).quantize(Decimal(1))
+
+
+def _post_demo_billing(market: Market, period: date, today: date) -> tuple[int, date]:
+    """Post the period's billing run through the billing service, issued as the market would have."""
+    from app.services import billing
+
+    issue_date = _issue_date(period, today)
+    run = billing.request_billing_run(market.id, period, issue_date=issue_date)
+    billing.post_billing_run(run.id)
+    return run.id, issue_date
+
+
+def _payer_profile(rng_seed: int, merchant_code: str) -> str:
+    """How a demo merchant pays: prompt, behind (skips the latest bill), partial, or not at all."""
+    draw = random.Random(f"{rng_seed}:{merchant_code}:payer").random()
+    if draw < 0.70:
+        return "prompt"
+    if draw < 0.86:
+        return "behind"
+    if draw < 0.93:
+        return "partial"
+    return "debtor"
+
+
+def _pay_demo_bills(market, bills, period, latest_period, keep_unpaid, rng_seed) -> int:
+    """Record the period's cash and bank payments through the payments service (one per bill)."""
+    from app.services.payments import record_payment
+
+    codes = dict(db.session.execute(
+        sa.select(Merchant.id, Merchant.code).where(Merchant.id.in_({b.merchant_id for b in bills}))
+    ).all()) if bills else {}
+    now = now_utc()
+    count = 0
+    for bill in bills:
+        code = codes[bill.merchant_id]
+        if code == DEMO_MERCHANT_CODE:
+            share = 0 if period in keep_unpaid else 1
+        else:
+            profile = _payer_profile(rng_seed, code)
+            share = {"prompt": 1, "behind": 0 if period == latest_period else 1,
+                     "partial": Decimal("0.5"), "debtor": 0}[profile]
+        owed = bill.outstanding_fen
+        amount = int(owed * share) if share != 1 else owed
+        if amount <= 0:
+            continue
+        rng = random.Random(f"{rng_seed}:{bill.number}:paid")
+        method = PaymentMethod.cash if rng.random() < 0.4 else PaymentMethod.bank_transfer
+        day = bill.issue_date + timedelta(days=rng.randrange(0, 12))
+        paid_dt = datetime.combine(day, time(9 + rng.randrange(8), rng.randrange(60)), MARKET_TZ)
+        paid_dt = min(paid_dt.astimezone(now.tzinfo), now - timedelta(minutes=1))
+        tag = "CASH" if method == PaymentMethod.cash else "BANK"
+        record_payment(
+            market.id, bill.merchant_id, [bill.id], amount, method, f"DEMO-{tag}-{bill.number}", paid_dt,
+            note="演示数据",
+        )
+        count += 1
+    return count
 
 
 def _fee_items(market):
@@ -160,6 +350,7 @@ def _bulk_insert(model, rows, chunk=5000):
 def _merchants_and_leases(market, zones, units, fee_items, rng):
     """About 85% of stalls are leased; a few merchants hold two neighbouring stalls."""
     now = now_utc()
+    this_month = today_local().replace(day=1)
     merchants, leases, links, lease_fee_rows, leased_unit_ids = [], [], [], [], []
     i = 0
     index = 0
@@ -174,20 +365,26 @@ def _merchants_and_leases(market, zones, units, fee_items, rng):
         surname = SURNAMES[rng.randrange(len(SURNAMES))]
         given = GIVEN[rng.randrange(len(GIVEN))] + (GIVEN[rng.randrange(len(GIVEN))] if rng.random() < 0.6 else "")
         shop = rng.choice(SHOP_WORDS[unit.category])
+        phone = f"13{rng.randrange(0, 10)}{rng.randrange(10**8):08d}"
         merchants.append({
             "market_id": market.id, "code": f"M{i:05d}", "name": f"{surname}记{shop}",
             "zone_id": unit.zone_id, "contact_name": surname + given,
-            "phone": f"13{rng.randrange(0, 10)}{rng.randrange(10**8):08d}",
+            "phone": DEMO_MERCHANT_PHONE if i == 1 else phone,
             "credit_code": f"92{rng.randrange(10**6):06d}MA{rng.randrange(10**8):08d}"[:18],
             "notify_wechat": True, "notify_sms": rng.random() < 0.7, "notify_bill": True,
             "notify_overdue": True, "notify_ticket": True, "created_dt": now, "updated_dt": now,
         })
-        start = date(2025 + rng.randrange(2), rng.choice([1, 3, 4, 7, 9]), 1)
+        # Leases began 4 to 24 months before the current month and run past today.
+        start = add_months(this_month, -(4 + rng.randrange(2) * 12 + rng.choice([0, 2, 3, 6, 8])))
+        years = rng.choice([1, 2, 3])
+        while add_months(start, 12 * years) <= this_month:
+            years += 1
+        monthly = rng.random() < 0.85 or i == 1  # the walk-through merchant is billed every month
         leases.append({
             "market_id": market.id, "code": f"L{i:05d}", "zone_id": unit.zone_id,
-            "start_date": start, "end_date": date(start.year + rng.choice([1, 2, 3]), start.month, 1).replace(day=1),
+            "start_date": start, "end_date": add_months(start, 12 * years),
             "deposit_fen": int(group[0].area_m2 * 6000 * 2), "status": LeaseStatus.active.value,
-            "billing_cycle": (BillingCycle.monthly if rng.random() < 0.85 else BillingCycle.quarterly).value,
+            "billing_cycle": (BillingCycle.monthly if monthly else BillingCycle.quarterly).value,
             "created_dt": now, "updated_dt": now, "_units": [u.id for u in group],
         })
         leased_unit_ids.extend(u.id for u in group)
@@ -200,8 +397,6 @@ def _merchants_and_leases(market, zones, units, fee_items, rng):
     for n, lease in enumerate(leases, start=1):
         lease["merchant_id"] = by_code[f"M{n:05d}"]
         unit_groups.append(lease.pop("_units"))
-        from datetime import timedelta
-
         lease["end_date"] = lease["end_date"] - timedelta(days=1)
     _bulk_insert(Lease, leases)
     lease_ids = dict(db.session.execute(sa.select(Lease.code, Lease.id).where(Lease.market_id == market.id)).all())
