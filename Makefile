@@ -21,13 +21,13 @@ $(VENV)/.installed: requirements.txt | $(BIN)/python
 install: $(VENV)/.installed translations
 
 system-deps:
-	@if command -v wkhtmltopdf >/dev/null && fc-list | grep -qi "WenQuanYi Micro Hei"; then :; \
+	@if command -v wkhtmltopdf >/dev/null && command -v pdftotext >/dev/null && fc-list | grep -qi "WenQuanYi Micro Hei"; then :; \
 	elif [ "$$(id -u)" = "0" ]; then \
-		(apt-get install -y -qq wkhtmltopdf fonts-wqy-microhei >/dev/null 2>&1 || \
-		 (apt-get update -qq && apt-get install -y -qq wkhtmltopdf fonts-wqy-microhei >/dev/null)) \
-		 || echo "warning: could not install wkhtmltopdf/fonts-wqy-microhei; PDF receipts need them"; \
+		(apt-get install -y -qq wkhtmltopdf fonts-wqy-microhei poppler-utils >/dev/null 2>&1 || \
+		 (apt-get update -qq && apt-get install -y -qq wkhtmltopdf fonts-wqy-microhei poppler-utils >/dev/null)) \
+		 || echo "warning: could not install wkhtmltopdf/fonts-wqy-microhei/poppler-utils; PDF receipts need them"; \
 	else \
-		echo "PDF receipts need: sudo apt-get install wkhtmltopdf fonts-wqy-microhei"; \
+		echo "PDF receipts need: sudo apt-get install wkhtmltopdf fonts-wqy-microhei (tests read them with poppler-utils)"; \
 	fi
 
 translations: $(VENV)/.installed
