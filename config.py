@@ -83,6 +83,13 @@ class Config:
     #: Rate limit of POST /api/mp/v1/payments per merchant user.
     MP_PAYMENT_RATE_LIMIT = os.environ.get("MP_PAYMENT_RATE_LIMIT", "10/minute")
 
+    # Finance alerts (docs/alerts.md): the WeCom (企业微信) group robot's full webhook URL, key included
+    # (https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=...; a secret: never log it). Empty: alerts are
+    # only shown in the back office. When unset here, a FINANCE_ALERT_* line of WECHAT_ENV_FILE is used.
+    FINANCE_ALERT_WEBHOOK_URL = os.environ.get("FINANCE_ALERT_WEBHOOK_URL", "")
+    #: Comma-separated mobile numbers @-mentioned in each alert (sent as a text message); "@all" for everyone.
+    FINANCE_ALERT_MENTION_MOBILES = os.environ.get("FINANCE_ALERT_MENTION_MOBILES", "")
+
     # Demo / seed
     DEMO_ALLOWED = True
 

@@ -36,9 +36,9 @@ MASTER_MENUS = (
     r"|Stall map|Daily tasks|Audit log|Operations|System)$"
 )
 
-# WeChat Pay back office (Finance): orders, notifications, reconciliation, refunds.
-WECHATPAY_VIEWS = r"^(PayOrderList|PayNotificationList|TradeBillMismatch|WeChatRefund)View$"
-WECHATPAY_MENUS = r"^(WeChat Pay|Online orders|Pay notifications|Reconciliation|WeChat refunds)$"
+# WeChat Pay back office (Finance): orders, notifications, reconciliation, refunds, finance alerts.
+WECHATPAY_VIEWS = r"^(PayOrderList|PayNotificationList|TradeBillMismatch|WeChatRefund|FinanceAlert)View$"
+WECHATPAY_MENUS = r"^(WeChat Pay|Online orders|Pay notifications|Reconciliation|WeChat refunds|Finance alerts)$"
 
 ROLES = {
     ADMIN: [[r".*", r".*"]],
@@ -153,6 +153,6 @@ for _role in (LEADER, MANAGER):
 ROLES[FINANCE] += [
     [MONEY_VIEWS, READ],
     [r"^LateFeeRuleView$", r"^can_add$"],
-    [r"^(LateFeeView|OfflinePaymentView|ReceiptView)$", r".*"],
+    [r"^(LateFeeView|OfflinePaymentView|OfflineRefundView|ReceiptView)$", r".*"],
     [r"^(Billing|Payments|Record payment|Late fees|Late-fee rules)$", MENU],
 ]

@@ -1,5 +1,6 @@
 """All models, imported so that the metadata knows every table."""
 from app.models import base  # noqa: F401  (naming convention first)
+from app.models.alerts import FinanceAlert
 from app.models.audit import AuditLog
 from app.models.bills import Bill, BillingRun, BillLine, Charge
 from app.models.fees import FeeItem, FeeTier
@@ -19,6 +20,7 @@ __all__ = [
     "MerchantBinding",
     "WeChatUser",
     "AuditLog",
+    "FinanceAlert",
     "Bill",
     "BillLine",
     "BillingRun",

@@ -311,6 +311,28 @@ def record_refund(payment_id, amount_fen, reason, out_refund_no=None, status=Ref
     return refund
 
 
+def refund_offline_payment(payment_id, amount_fen, reason, out_refund_no, reference=None, refunded_dt=None,
+                           created_by=None) -> Refund:
+    """Book money handed back for a cash or bank-transfer payment: succeeded at once, the bills owe it again.
+
+    out_refund_no comes from the form (one per form), so submitting it twice books one refund; a bank
+    transfer back needs its bank serial number as the reference."""
+    payment = db.session.get(Payment, payment_id)
+    if payment is None:
+        raise NotFound("收款记录不存在")
+    if payment.method not in OFFLINE_METHODS:
+        raise ValidationFailed("微信支付的收款请在“微信支付 › 退款”中退款", code="not_offline")
+    reference = (reference or "").strip() or None
+    if payment.method == PaymentMethod.bank_transfer and not reference:
+        raise ValidationFailed("银行转账退款请填写退款的银行流水号")
+    out_refund_no = (out_refund_no or "").strip()
+    if not out_refund_no or len(out_refund_no) > 64:
+        raise ValidationFailed("退款单号无效，请重新打开退款页面")
+    return record_refund(payment.id, amount_fen, reason, out_refund_no=out_refund_no, status=RefundStatus.succeeded,
+                         refund_id=reference[:64] if reference else None, succeeded_dt=refunded_dt or now_utc(),
+                         created_by=created_by)
+
+
 def settle_refund(out_refund_no, status, refund_id=None, succeeded_dt=None) -> Refund:
     """Mark a refund succeeded (take the money back from its bills) or failed; repeating it changes nothing."""
     status = RefundStatus(status)
@@ -371,6 +393,7 @@ __all__ = [
     "plan_allocation",
     "record_payment",
     "record_refund",
+    "refund_offline_payment",
     "refresh_bill_status",
     "refundable_fen",
     "settle_refund",

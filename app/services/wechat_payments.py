@@ -10,7 +10,7 @@ The rules (docs/wechat-pay.md):
   module checked it against our order: known out_trade_no, trade_state SUCCESS, amount.total and
   amount.payer_total equal to the order's amount, currency CNY. Only then record_payment marks the
   bills paid. Anything else leaves the bills as they are and is stored as a suspicious
-  PayNotification with an audit entry for Finance.
+  PayNotification with an audit entry and a finance alert (app/services/alerts.py) for Finance.
 * Every notification and every query answer that says "paid" goes through apply_transaction().
   Locks are always taken bills first (in id order), then the order, so order creation, notifications
   and the reconciliation job never deadlock; repeated or concurrent notifications find the order
@@ -50,7 +50,7 @@ from app.models.wechatpay import (
     TradeBillMismatch,
     pay_order_bills,
 )
-from app.services import audit
+from app.services import alerts, audit
 from app.services.exceptions import Conflict, DomainError, NotFound, ValidationFailed
 from app.services.payments import outstanding_total, record_payment, record_refund, settle_refund
 from app.utils.dates import local_day_bounds_utc, now_utc, to_local
@@ -331,6 +331,7 @@ def _suspicious(record: PayNotification, reason: str, detail: str = "") -> None:
                "transaction_id": record.transaction_id, "notification_id": record.notification_id},
         reason=reason,
     )
+    alerts.alert_suspicious_notification(record)
 
 
 def receive_notification(headers: Mapping[str, str], body: bytes, channel: NotificationChannel,
@@ -570,6 +571,7 @@ def check_trade_bill(bill_date: date, client: WeChatPay | None = None) -> dict[s
         audit.record_bulk(db.session, None, "trade_bill_mismatches",
                           f"微信交易账单 {bill_date} 对账：新增 {len(new_rows)} 条差异",
                           after={"bill_date": bill_date.isoformat(), "mismatches": len(new_rows)})
+        alerts.alert_trade_bill_mismatches(bill_date, [(row["out_trade_no"], row["kind"]) for row in new_rows])
     db.session.flush()
     return {"bill_rows": len(rows), "wechat_payments": len(at_wechat), "local_payments": len(here),
             "mismatches": len(found), "new_mismatches": len(new_rows)}
@@ -628,6 +630,8 @@ def _settle(refund: Refund, wechat_status: str, refund_id: str | None, success_t
     if refund.status == target:
         return False
     settle_refund(refund.out_refund_no, target, refund_id=refund_id, succeeded_dt=_parse_time(success_time))
+    if target == RefundStatus.failed:
+        alerts.alert_refund_failed(refund, f"退款状态 {wechat_status}")
     return True
 
 
@@ -650,6 +654,7 @@ def submit_refund(refund_id: int, client: WeChatPay | None = None) -> Refund:
             settle_refund(refund.out_refund_no, RefundStatus.failed)
             audit.record_change(db.session, refund, {"status": "processing"}, {"status": "failed"},
                                 f"微信支付拒绝退款：{exc.code} {exc.message}"[:300])
+            alerts.alert_refund_failed(refund, f"拒绝退款 {exc.code} {exc.message}")
             db.session.flush()
             return refund
         raise WeChatPayRefused(f"微信支付拒绝了退款：{exc.code} {exc.message}") from None

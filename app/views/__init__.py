@@ -68,13 +68,21 @@ def register_views(appbuilder):
                         **wxpay)
     appbuilder.add_view(WeChatRefundView, "WeChat refunds", label=_("Refunds"), icon="fa-undo", **wxpay)
 
+    from flask import current_app
+
+    from app.views.alerts import FinanceAlertView, unacknowledged_alert_count
+
+    appbuilder.add_view(FinanceAlertView, "Finance alerts", label=_("Finance alerts"), icon="fa-exclamation-triangle",
+                        **wxpay)
+    current_app.jinja_env.globals["finance_alert_count"] = unacknowledged_alert_count
+
     from app.views.bindings import MerchantBindingView, StallQrView
 
     appbuilder.add_view(MerchantBindingView, "WeChat bindings", label=_("WeChat bindings"), icon="fa-link", **mkt)
     appbuilder.add_view(StallQrView, "Stall QR codes", label=_("Stall QR codes"), icon="fa-qrcode", **mkt)
 
     from app.views.latefees import LateFeeAccrualView, LateFeeRuleView, LateFeeView, LateFeeWaiverView
-    from app.views.payments import OfflinePaymentView, PaymentView, ReceiptView, RefundView
+    from app.views.payments import OfflinePaymentView, OfflineRefundView, PaymentView, ReceiptView, RefundView
 
     money = dict(category="Billing", category_label=_("Billing"), category_icon="fa-calculator")
     appbuilder.add_view(PaymentView, "Payments", label=_("Payments"), icon="fa-money", **money)
@@ -85,6 +93,7 @@ def register_views(appbuilder):
     appbuilder.add_view_no_menu(LateFeeAccrualView)
     appbuilder.add_view_no_menu(LateFeeWaiverView)
     appbuilder.add_view_no_menu(RefundView)
+    appbuilder.add_view_no_menu(OfflineRefundView)
     appbuilder.add_view_no_menu(ReceiptView)
 
     for api in APIS:

@@ -5,16 +5,18 @@ Views are thin: parse the form, call app.services.payments / receipts, commit on
 """
 from __future__ import annotations
 
+import secrets
 from datetime import datetime
 
 import sqlalchemy as sa
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 from flask_appbuilder import BaseView, expose, has_access
 from flask_appbuilder.models.sqla.interface import SQLAInterface
+from flask_babel import gettext
 from flask_babel import lazy_gettext as _
 from flask_login import current_user
 from flask_wtf import FlaskForm
-from wtforms import SelectField, StringField, TextAreaField, validators
+from wtforms import HiddenField, SelectField, StringField, TextAreaField, validators
 
 from app.extensions import db
 from app.models import Bill, Merchant
@@ -91,6 +93,8 @@ class PaymentView(ScopedModelView):
             allocations=allocations,
             refundable=payment_service.refundable_fen(payment),
             can_download=self.appbuilder.sm.has_access("can_download", "ReceiptView"),
+            can_refund_offline=(payment.method in payment_service.OFFLINE_METHODS and
+                                self.appbuilder.sm.has_access("can_refund", "OfflineRefundView")),
             can_see_bills=self.appbuilder.sm.has_access("can_show", "BillView"),
             format_yuan=format_yuan,
             format_local=format_local,
@@ -226,6 +230,62 @@ class OfflinePaymentView(BaseView):
         else:
             flash(f"已登记收款 {format_yuan(payment.amount_fen)}，收款凭证号 {payment.receipt_no}", "success")
         return payment
+
+
+class OfflineRefundForm(FlaskForm):
+    amount = StringField(_("Refund amount (yuan)"), validators=[validators.InputRequired()])
+    reason = StringField(_("Reason"), validators=[validators.InputRequired(), validators.Length(max=200)])
+    reference = StringField(_("Refund reference"), validators=[validators.Length(max=64)])
+    out_refund_no = HiddenField()
+
+
+class OfflineRefundView(BaseView):
+    """Finance hands money back for a cash or bank-transfer payment (WeChat payments refund through WeChat Pay)."""
+
+    route_base = "/payments/offline-refund"
+    default_view = "refund"
+
+    @expose("/<int:payment_id>", methods=["GET", "POST"])
+    @has_access
+    def refund(self, payment_id):
+        """Amount (yuan), reason and the refund's reference; one refund per form, the bills owe the amount again."""
+        payment = db.session.get(Payment, payment_id)
+        if payment is None or not can_see_zone(payment.zone_id):
+            abort(404)
+        if payment.method not in payment_service.OFFLINE_METHODS:
+            flash(gettext("WeChat Pay payments are refunded from WeChat Pay › Refunds."), "warning")
+            return redirect(url_for("PaymentView.show", pk=payment.id))
+        refundable = payment_service.refundable_fen(payment)
+        form = OfflineRefundForm()
+        if request.method == "GET":
+            form.amount.data = fen_to_yuan_str(refundable) if refundable > 0 else ""
+            form.out_refund_no.data = f"RF{payment.id:06d}-{secrets.token_hex(6)}"
+        elif form.validate():
+            try:
+                amount = parse_yuan(form.amount.data)
+                payment_service.refund_offline_payment(
+                    payment.id, amount, form.reason.data, form.out_refund_no.data,
+                    reference=form.reference.data, created_by=current_user,
+                )
+            except ValueError as exc:
+                flash(str(exc), "danger")
+            except DomainError as exc:
+                db.session.rollback()
+                flash(exc.message, "danger")
+            else:
+                db.session.commit()
+                flash(gettext("Refund of %(amount)s booked; the bills owe it again.", amount=format_yuan(amount)),
+                      "success")
+                return redirect(url_for("PaymentView.show", pk=payment.id))
+        return self.render_template(
+            "payments/offline_refund.html",
+            title=_("Offline refund"),
+            payment=payment,
+            refundable=refundable,
+            form=form,
+            format_yuan=format_yuan,
+            format_local=format_local,
+        )
 
 
 class ReceiptView(BaseView):

@@ -133,3 +133,78 @@ def test_public_verification_page(client, market, open_bills):
     page = client.get(tampered)
     assert page.status_code == 404 and "无法验证" in page.get_data(as_text=True) and "张记蔬菜" not in page.get_data(as_text=True)
     assert "无法验证" in client.get("/r/JJ-R20261120-000999/abc").get_data(as_text=True)
+
+
+def _refund_form(client, payment, **values):
+    page = client.get(f"/payments/offline-refund/{payment.id}").get_data(as_text=True)
+    token = re.search(r'name="out_refund_no" type="hidden" value="([^"]+)"', page).group(1)
+    data = {"amount": "", "reason": "多收退还", "reference": "", "out_refund_no": token}
+    data.update(values)
+    return page, data
+
+
+def test_finance_refunds_a_cash_payment_once_and_the_bill_is_owed_again(login_as, market, open_bills):
+    bill = open_bills["a"][0]
+    payment = _pay(market, bill, "CASH-R1")
+    client = login_as("finance")
+    detail = client.get(f"/paymentview/show/{payment.id}").get_data(as_text=True)
+    assert f"/payments/offline-refund/{payment.id}" in detail
+    page, data = _refund_form(client, payment, amount="120.50")
+    assert 'value="300.00"' in page  # the amount defaults to what is refundable
+
+    first = client.post(f"/payments/offline-refund/{payment.id}", data=data)
+    again = client.post(f"/payments/offline-refund/{payment.id}", data=data)  # the same form twice
+
+    assert first.status_code == 302 and again.status_code == 302
+    db.session.expire_all()
+    payment = db.session.get(Payment, payment.id)
+    assert [(r.amount_fen, r.status.value, r.reason) for r in payment.refunds] == [(12050, "succeeded", "多收退还")]
+    assert payment.refunded_fen == 12050
+    bill = db.session.get(Bill, bill.id)
+    assert (bill.status, bill.paid_fen) == (BillStatus.partially_paid, 30000 - 12050)
+    assert bill.receipt_no is None
+
+
+def test_offline_refund_never_exceeds_what_was_paid(login_as, market, open_bills):
+    payment = _pay(market, open_bills["a"][0], "CASH-R2")
+    client = login_as("finance")
+    _, data = _refund_form(client, payment, amount="200")
+    assert client.post(f"/payments/offline-refund/{payment.id}", data=data).status_code == 302
+    _, data = _refund_form(client, payment, amount="100.01")
+    page = client.post(f"/payments/offline-refund/{payment.id}", data=data).get_data(as_text=True)
+    assert "超过可退金额" in page and "¥100.00" in page
+    _, data = _refund_form(client, payment, amount="abc")
+    assert "金额格式不正确" in client.post(f"/payments/offline-refund/{payment.id}", data=data).get_data(as_text=True)
+    db.session.expire_all()
+    assert db.session.get(Payment, payment.id).refunded_fen == 20000
+
+
+def test_bank_transfer_refund_needs_the_serial_and_wechat_payments_are_sent_elsewhere(login_as, market, open_bills):
+    bill = open_bills["a"][0]
+    record_payment(market.market.id, bill.merchant_id, [bill.id], 30000, "bank_transfer", "ICBC-R3", PAID)
+    db.session.commit()
+    payment = db.session.scalar(sa.select(Payment).where(Payment.transaction_id == "ICBC-R3"))
+    client = login_as("finance")
+    _, data = _refund_form(client, payment, amount="50")
+    assert "银行流水号" in client.post(f"/payments/offline-refund/{payment.id}", data=data).get_data(as_text=True)
+    data["reference"] = "ICBC-BACK-1"
+    assert client.post(f"/payments/offline-refund/{payment.id}", data=data).status_code == 302
+    db.session.expire_all()
+    assert [r.refund_id for r in db.session.get(Payment, payment.id).refunds] == ["ICBC-BACK-1"]
+
+    wechat = _pay(market, open_bills["a"][1], "CASH-R3W")
+    db.session.execute(sa.update(Payment).where(Payment.id == wechat.id).values(method=PaymentMethod.wechat))
+    db.session.commit()
+    resp = client.get(f"/payments/offline-refund/{wechat.id}")
+    assert resp.status_code == 302 and resp.headers["Location"].endswith(f"/paymentview/show/{wechat.id}")
+
+
+def test_only_finance_refunds_and_managers_stay_in_their_zones(login_as, market, open_bills):
+    pay_a = _pay(market, open_bills["a"][0], "CASH-R4")
+    for username in ("manager1", "leader", "clerk"):
+        client = login_as(username)
+        assert client.get(f"/payments/offline-refund/{pay_a.id}").status_code in (302, 403)
+        if username == "manager1":
+            detail = client.get(f"/paymentview/show/{pay_a.id}").get_data(as_text=True)
+            assert "/payments/offline-refund/" not in detail
+    assert login_as("finance").get("/payments/offline-refund/999999").status_code == 404

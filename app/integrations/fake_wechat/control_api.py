@@ -43,7 +43,7 @@ def _notify_options(body: dict[str, Any]) -> dict[str, Any]:
 
 def get_config(fake: "FakeWeChat", request: Request) -> Response:
     """GET /_fake/config: the wechat.env values and the current behaviour settings."""
-    return json_response({**fake.settings, **fake.configure()})
+    return json_response({**fake.settings, "FINANCE_ALERT_WEBHOOK_URL": fake.wecom_webhook_url, **fake.configure()})
 
 
 def post_settings(fake: "FakeWeChat", request: Request) -> Response:
@@ -142,7 +142,32 @@ def post_refund_notify(fake: "FakeWeChat", request: Request, out_refund_no: str)
         raise FakeError(400, str(exc)) from None
 
 
+def get_wecom_messages(fake: "FakeWeChat", request: Request) -> Response:
+    """GET /_fake/wecom/messages: group robot messages accepted (finance alerts), oldest first."""
+    return json_response(fake.wecom_messages())
+
+
+def delete_wecom_messages(fake: "FakeWeChat", request: Request) -> Response:
+    """DELETE /_fake/wecom/messages: forget them and the rate window."""
+    fake.clear_wecom()
+    return json_response({"ok": True})
+
+
+def get_wecom_settings(fake: "FakeWeChat", request: Request) -> Response:
+    """GET /_fake/wecom/settings: the robot's webhook URL and rate limit."""
+    return json_response(fake.configure_wecom())
+
+
+def post_wecom_settings(fake: "FakeWeChat", request: Request) -> Response:
+    """POST /_fake/wecom/settings {"rate_limit_per_minute"}: 0 makes every message answer 45009."""
+    return json_response(fake.configure_wecom(_body(request).get("rate_limit_per_minute")))
+
+
 ROUTES = [
+    ("c_wecom_messages", "/_fake/wecom/messages", ["GET"], get_wecom_messages, "control"),
+    ("c_wecom_messages_delete", "/_fake/wecom/messages", ["DELETE"], delete_wecom_messages, "control"),
+    ("c_wecom_settings", "/_fake/wecom/settings", ["GET"], get_wecom_settings, "control"),
+    ("c_wecom_settings_post", "/_fake/wecom/settings", ["POST"], post_wecom_settings, "control"),
     ("c_config", "/_fake/config", ["GET"], get_config, "control"),
     ("c_settings", "/_fake/settings", ["POST"], post_settings, "control"),
     ("c_reset", "/_fake/reset", ["POST"], post_reset, "control"),

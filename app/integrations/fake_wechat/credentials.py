@@ -201,9 +201,10 @@ class Credentials:
             values["WECHATPAY_NOTIFY_URL"] = app_notify_url
         return values
 
-    def write_settings(self, base_url: str | None, app_notify_url: str | None = None) -> dict[str, str]:
-        """Write wechat.env and config.json for the given base URL and return the values."""
-        values = self.settings(base_url, app_notify_url)
+    def write_settings(self, base_url: str | None, app_notify_url: str | None = None,
+                       extra: dict[str, str] | None = None) -> dict[str, str]:
+        """Write wechat.env and config.json for the given base URL (plus extra lines) and return the values."""
+        values = {**self.settings(base_url, app_notify_url), **(extra or {})}
         env = "".join(f"{name}={value}\n" for name, value in values.items())
         _write(self.state_dir / ENV_FILE, env.encode("utf-8"), private=True)
         text = json.dumps(values, ensure_ascii=False, indent=2) + "\n"

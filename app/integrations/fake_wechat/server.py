@@ -15,7 +15,7 @@ from werkzeug.routing import Map, Rule
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
-from . import control_api, pay_api, wechat_api
+from . import control_api, pay_api, wechat_api, wecom_api
 from .credentials import Credentials
 from .notifications import TAMPERS, build_notification, deliver
 from .protocol import (
@@ -56,6 +56,7 @@ _ROUTES = [
     ("certificates", "/v3/certificates", ["GET"], pay_api.certificates, "pay"),
     ("tradebill", "/v3/bill/tradebill", ["GET"], pay_api.trade_bill, "pay"),
     ("billfile", "/v3/billdownload/file", ["GET"], pay_api.download_bill, "bill_file"),
+    *wecom_api.ROUTES,
     *control_api.ROUTES,
 ]
 
@@ -85,6 +86,9 @@ class FakeWeChat:
         #: When True, /v3/bill/tradebill announces a wrong SHA1 (to test the client's hash check).
         self.corrupt_bill_hash = False
         self.notify_timeout = 10.0
+        #: The WeCom group robot (finance alerts): its key, what it received, its rate window.
+        self.wecom = wecom_api.RobotState()
+        self.wecom_key = wecom_api.robot_key(self.creds.apiv3_key)
         self._rogue_key: RSAPrivateKey | None = None
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
@@ -101,6 +105,11 @@ class FakeWeChat:
         return f"http://{self.host}:{self.port}"
 
     @property
+    def wecom_webhook_url(self) -> str:
+        """The group robot's webhook URL, key included (FINANCE_ALERT_WEBHOOK_URL); known once started."""
+        return f"{self.base_url}{wecom_api.WEBHOOK_PATH}?key={self.wecom_key}"
+
+    @property
     def settings(self) -> dict[str, str]:
         """The wechat.env values for the running server."""
         return self.creds.settings(self.base_url, self.app_notify_url)
@@ -109,7 +118,8 @@ class FakeWeChat:
         """Open the listening socket and write wechat.env / config.json with the real port."""
         self._server = make_server(self.host, self.port, self.wsgi_app, threaded=True)
         self.port = self._server.server_port
-        self.creds.write_settings(self.base_url, self.app_notify_url)
+        self.creds.write_settings(self.base_url, self.app_notify_url,
+                                  extra={"FINANCE_ALERT_WEBHOOK_URL": self.wecom_webhook_url})
 
     def start(self) -> "FakeWeChat":
         """Serve in a background thread."""
@@ -220,6 +230,7 @@ class FakeWeChat:
     def reset(self) -> None:
         """Forget tokens, codes, messages, orders and refunds; keys and settings stay."""
         self.state.reset()
+        self.wecom.reset()
         self.corrupt_bill_hash = False
 
     def register_code(self, code: str, openid: str, unionid: str | None = None) -> None:
@@ -253,6 +264,23 @@ class FakeWeChat:
         """Forget the recorded subscribe messages."""
         with self.state.lock:
             self.state.messages.clear()
+
+    def wecom_messages(self) -> list[dict[str, Any]]:
+        """Group robot messages accepted, oldest first."""
+        with self.wecom.lock:
+            return [dict(m) for m in self.wecom.messages]
+
+    def clear_wecom(self) -> None:
+        """Forget the robot's messages and its rate window (the next 20 messages in a minute pass)."""
+        self.wecom.reset()
+
+    def configure_wecom(self, rate_limit_per_minute: int | None = None) -> dict[str, Any]:
+        """Change the robot's rate limit (default 20 a minute); returns the robot settings."""
+        if rate_limit_per_minute is not None:
+            if type(rate_limit_per_minute) is not int or rate_limit_per_minute < 0:
+                raise FakeError(400, "rate_limit_per_minute must be a non-negative integer")
+            self.wecom.rate_limit_per_minute = rate_limit_per_minute
+        return {"webhook_url": self.wecom_webhook_url, "rate_limit_per_minute": self.wecom.rate_limit_per_minute}
 
     def orders(self) -> list[dict[str, Any]]:
         """Every order as the query API shows it, plus its prepay_id."""
