@@ -53,14 +53,14 @@ def to_fen(amount: Decimal) -> int:
     return int(amount.quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
-def parse_yuan(text: str, allow_negative: bool = False) -> int:
-    """Parse a yuan amount typed by a person ("1,234.56", "¥12", "12元") into fen."""
+def _split_yuan_text(text: str, caller: str, what: str) -> tuple[bool, str]:
+    """Typed yuan text -> (negative, digits): full-width folded, sign, "¥" and "元" taken off."""
     if not isinstance(text, str):
-        raise TypeError(f"parse_yuan() expects text, got {type(text).__name__}")
+        raise TypeError(f"{caller}() expects text, got {type(text).__name__}")
     # NFKC folds full-width input from Chinese IMEs: "１２３．５" "￥" "，" -> ASCII / "¥".
     s = unicodedata.normalize("NFKC", text).strip()
     if not s:
-        raise ValueError("金额不能为空")
+        raise ValueError(f"{what}不能为空")
     negative = False
     if s[0] in "-−":
         negative, s = True, s[1:].strip()
@@ -70,6 +70,12 @@ def parse_yuan(text: str, allow_negative: bool = False) -> int:
         negative, s = True, s[1:].strip()
     if s.endswith("元"):
         s = s[:-1].strip()
+    return negative, s
+
+
+def parse_yuan(text: str, allow_negative: bool = False) -> int:
+    """Parse a yuan amount typed by a person ("1,234.56", "¥12", "12元") into fen."""
+    negative, s = _split_yuan_text(text, "parse_yuan", "金额")
     if not _YUAN_RE.fullmatch(s):
         if re.fullmatch(r"[\d,]*\.\d{3,}", s):
             raise ValueError(f"金额最多保留两位小数：{text.strip()}")
@@ -107,20 +113,7 @@ RATE_YUAN_PLACES = 6
 
 def parse_yuan_rate(text: str, allow_negative: bool = False) -> Decimal:
     """Parse a unit price typed in yuan ("0.755", "¥60", "1,500.50元") into Decimal fen (75.5, 6000, 150050)."""
-    if not isinstance(text, str):
-        raise TypeError(f"parse_yuan_rate() expects text, got {type(text).__name__}")
-    s = unicodedata.normalize("NFKC", text).strip()
-    if not s:
-        raise ValueError("单价不能为空")
-    negative = False
-    if s[0] in "-−":
-        negative, s = True, s[1:].strip()
-    if s[:1] == "¥":
-        s = s[1:].strip()
-    if not negative and s[:1] in "-−":
-        negative, s = True, s[1:].strip()
-    if s.endswith("元"):
-        s = s[:-1].strip()
+    negative, s = _split_yuan_text(text, "parse_yuan_rate", "单价")
     if not re.fullmatch(r"(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?", s):
         raise ValueError(f"单价格式不正确：{text.strip()}")
     whole, _, decimals = s.replace(",", "").partition(".")
