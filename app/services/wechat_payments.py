@@ -155,6 +155,10 @@ def new_out_refund_no() -> str:
 # --------------------------------------------------------------------------- orders
 
 
+#: The largest id an Integer primary key can hold (PostgreSQL integer).
+MAX_ROW_ID = 2**31 - 1
+
+
 def _lock_bills(ids) -> list[Bill]:
     """Lock bills in id order (the first lock every payment path takes) and read them fresh."""
     return list(db.session.scalars(
@@ -189,6 +193,8 @@ def create_pay_order(merchant: Merchant, payer_openid: str, bill_ids,
         raise ValidationFailed("请选择要支付的账单", code="no_bills")
     if not payer_openid:
         raise ValidationFailed("缺少付款人 openid", code="no_openid")
+    if ids[0] < 1 or ids[-1] > MAX_ROW_ID:  # no such row; the database would refuse the number itself
+        raise NotFound("账单不存在", code="bill_not_found")
     bills = _lock_bills(ids)
     if len(bills) != len(ids) or any(b.merchant_id != merchant.id or b.status == BillStatus.draft for b in bills):
         raise NotFound("账单不存在", code="bill_not_found")  # drafts are not shown to merchants either

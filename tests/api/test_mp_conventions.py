@@ -34,6 +34,34 @@ def test_openapi_document_lists_every_route_with_schemas(app, client):
     assert doc["paths"][f"{API}/bills/{{bill_id}}/receipt"]["get"]["responses"]["409"]
 
 
+def test_openapi_document_states_what_the_api_answers(client):
+    """Statuses, bodies and input rules the API has, written down so that clients (and schemathesis)
+    can rely on them."""
+    import re
+
+    from app.api.schemas.common import _CONTROL, MAX_ID, NO_CONTROL_CHARS_PATTERN
+
+    doc = client.get(f"{API}/openapi.json").get_json()
+    paths, schemas = doc["paths"], doc["components"]["schemas"]
+    assert "401" in paths[f"{API}/auth/login"]["post"]["responses"]  # invalid_code / code_used
+    for path, ops in paths.items():
+        for method, op in ops.items():
+            if "X-Merchant-Id" in str(op["parameters"]):
+                assert {"400", "403"} <= set(op["responses"]), (path, method)  # invalid_merchant_header
+    payment = paths[f"{API}/payments"]["post"]["responses"]
+    assert payment["200"]["content"] == payment["201"]["content"]  # 200 reused order, 201 new order
+    assert schemas["Bind"]["oneOf"] == [{"required": ["phone_code"]}, {"required": ["bind_token"]}]
+    assert paths[f"{API}/auth/bind"]["post"]["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Bind"}
+    assert schemas["PaymentCreate"]["properties"]["bill_ids"]["items"]["maximum"] == MAX_ID
+    for name, field in (("Login", "code"), ("Bind", "phone_code"), ("Bind", "bind_token"),
+                        ("MePatch", "contact_name")):
+        assert schemas[name]["properties"][field]["pattern"] == NO_CONTROL_CHARS_PATTERN
+    pattern = re.compile(NO_CONTROL_CHARS_PATTERN)  # the same rule as the validator, character by character
+    for code in range(0x300):
+        assert bool(pattern.match(f"a{chr(code)}b")) is not bool(_CONTROL.search(chr(code))), hex(code)
+
+
 def test_docs_page_uses_bundled_swagger_ui(client):
     resp = client.get(f"{API}/docs")
     assert resp.status_code == 200

@@ -51,6 +51,21 @@ def test_name_phone_and_credit_code_cannot_be_changed(mp_client, market):
     assert db.session.get(Merchant, merchant.id).name == "张记蔬菜"
 
 
+def test_notification_settings_take_only_json_booleans(mp_client, market):
+    merchant = market.merchants_a[0]
+    owner = mp_client.bound(merchant)
+    for value in (0, 1, "off", "yes", "false", None):
+        err = assert_error(owner.patch("me", json={"notify_sms": value, "notify_bill": value}), 422,
+                           "validation_failed")
+        assert "notify_sms" in err["details"]["fields"], (value, err)
+    db.session.expire_all()
+    row = db.session.get(Merchant, merchant.id)
+    assert (row.notify_sms, row.notify_bill) == (True, True)
+    assert owner.patch("me", json={"notify_sms": False}).status_code == 200
+    db.session.expire_all()
+    assert db.session.get(Merchant, merchant.id).notify_sms is False
+
+
 def test_assistants_cannot_change_the_profile(mp_client, market):
     assistant = mp_client.assistant(market.units_a[0])
     assert assistant.get("me").status_code == 200

@@ -78,6 +78,11 @@ def test_bill_checks(mp_client, market, wxpay):
     assert_error(owner.post("payments", json={"bill_ids": [void.id]}), 409, "bill_not_payable")
     assert_error(owner.post("payments", json={"bill_ids": []}), 422)
     assert_error(owner.post("payments", json={"bill_ids": ["1"]}), 422)
+    # ids beyond the database's integer range are refused, not sent to the database (was a 500)
+    for huge in (2**31, 2**63, 256400273440746741433196575981568000):
+        err = assert_error(owner.post("payments", json={"bill_ids": [huge]}), 422, "validation_failed")
+        assert "bill_ids" in err["details"]["fields"]
+    assert db.session.scalar(sa.select(sa.func.count(PayOrder.id))) == 0
     assert_error(owner.post("payments", json={}), 422)
     assert_error(mp_client.anonymous().post("payments", json={"bill_ids": [paid.id]}), 401)
     assert_error(mp_client.logged_in().post("payments", json={"bill_ids": [paid.id]}), 403)

@@ -179,6 +179,9 @@ def test_bill_checks(market, wxpay):
             wechat_payments.create_pay_order(merchant, OPENID, [bill.id])
     with pytest.raises(ValidationFailed):
         wechat_payments.create_pay_order(merchant, OPENID, [])
+    for impossible in (2**63, 2**31, 0, -5):  # ids no row can have: not found, not a database error
+        with pytest.raises(NotFound):
+            wechat_payments.create_pay_order(merchant, OPENID, [impossible])
     assert db.session.scalar(sa.select(sa.func.count(PayOrder.id))) == 0
 
 

@@ -243,12 +243,15 @@ def merchant_required(view: Callable) -> Callable:
 def api_doc(summary: str, *, tags: list[str] | None = None, body: type[Schema] | Schema | None = None,
             query: type[Schema] | Schema | None = None, response: type[Schema] | Schema | None = None,
             status: int = 200, content_type: str = "application/json", errors: tuple[int, ...] = (),
-            description: str | None = None) -> Callable:
-    """Declare a view's operation for the OpenAPI document (apply under @mp_api.route)."""
+            also: tuple[int, ...] = (), description: str | None = None) -> Callable:
+    """Declare a view's operation for the OpenAPI document (apply under @mp_api.route).
+
+    `also`: other success statuses answered with the same body (POST /payments: 201 new, 200 reused)."""
 
     def decorate(view: Callable) -> Callable:
         view._mp_doc = dict(summary=summary, tags=tags or [], body=body, query=query, response=response,
-                            status=status, content_type=content_type, errors=errors, description=description)
+                            status=status, content_type=content_type, errors=errors, also=also,
+                            description=description)
         return view
 
     return decorate
@@ -277,11 +280,22 @@ def build_openapi(app) -> dict[str, Any]:
     spec.components.schema("Error", schema=ErrorSchema)
     spec.components.parameter("X-Merchant-Id", "header", {
         "name": "X-Merchant-Id", "required": False, "schema": {"type": "integer"},
-        "description": "The merchant to act for (default: the first bound merchant)."})
+        "description": "The merchant to act for (absent or blank: the first bound merchant). "
+                       "400 invalid_merchant_header when not an integer, 403 merchant_not_bound when not bound."})
     paths: dict[str, dict[str, Any]] = {}
-    for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
-        if not rule.endpoint.startswith("mp_api."):
-            continue
+    rules = sorted((r for r in app.url_map.iter_rules() if r.endpoint.startswith("mp_api.")), key=lambda r: r.rule)
+    # Schemas with an `openapi_extra` dict (e.g. a oneOf the fields alone cannot say) are registered first,
+    # with those keys merged in; the operations then refer to the same component.
+    for rule in rules:
+        doc = getattr(app.view_functions[rule.endpoint], "_mp_doc", None) or {}
+        for schema in (doc.get("body"), doc.get("query"), doc.get("response")):
+            extra = getattr(schema, "openapi_extra", None)
+            if schema is not None and extra:
+                schema_cls = schema if isinstance(schema, type) else type(schema)
+                name = schema_cls.__name__.removesuffix("Schema")
+                if name not in spec.components.schemas:
+                    spec.components.schema(name, component=dict(extra), schema=schema_cls)
+    for rule in rules:
         view = app.view_functions[rule.endpoint]
         doc = getattr(view, "_mp_doc", None)
         if doc is None:
@@ -311,7 +325,7 @@ def build_openapi(app) -> dict[str, Any]:
                 statuses |= {401}
             if auth == "merchant":
                 operation["parameters"].append("X-Merchant-Id")
-                statuses |= {403}
+                statuses |= {400, 403}  # 400 invalid_merchant_header, 403 not_bound / merchant_not_bound
             if doc["body"] is not None:
                 operation["requestBody"] = {"required": True,
                                             "content": {"application/json": {"schema": doc["body"]}}}
@@ -325,7 +339,8 @@ def build_openapi(app) -> dict[str, Any]:
                     "schema": {"type": "string", "format": "binary"}}}}
             else:
                 ok = {"description": "No content"}
-            operation["responses"][str(doc["status"])] = ok
+            for ok_status in (doc["status"], *doc["also"]):
+                operation["responses"][str(ok_status)] = ok
             for code in sorted(statuses):
                 operation["responses"][str(code)] = {
                     "description": STATUS_ERRORS.get(code, ("error", "错误"))[1],

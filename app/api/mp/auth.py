@@ -25,7 +25,7 @@ def _merchants():
 
 @mp_api.post("/auth/login")
 @api_doc("Log in with a wx.login() code", tags=["auth"], body=LoginSchema, response=LoginResultSchema,
-         errors=(403, 429, 502, 503),
+         errors=(401, 403, 429, 502, 503),
          description="Trades the code with WeChat (code2Session) for an API token. 401 invalid_code / "
                      "code_used, 429 when WeChat or this API rate-limits, 403 for users WeChat flags as risky.")
 @rate_limit(_login_limit)

@@ -6,6 +6,7 @@ from flask import Response, g
 
 from app.api.mp import ApiError, api_doc, merchant_required, mp_api, paginate, query_args
 from app.api.schemas.bills import BillDetailSchema, BillListQuerySchema, BillPageSchema, BillSummarySchema
+from app.api.schemas.common import MAX_ID
 from app.extensions import db
 from app.models import Bill, Unit
 from app.models.enums import OPEN_BILL_STATUSES, BillStatus, PaymentStatus
@@ -13,8 +14,6 @@ from app.models.payments import Payment, PaymentAllocation
 from app.services.billing import overdue_clause
 from app.utils.dates import today_local
 
-#: Largest id a database integer column holds; larger path ids are simply not found.
-MAX_ID = 2**31 - 1
 #: Bills a merchant sees (drafts are not posted yet, void bills are hidden).
 VISIBLE_STATUSES = (BillStatus.issued, BillStatus.partially_paid, BillStatus.paid)
 

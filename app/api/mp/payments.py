@@ -31,7 +31,7 @@ def _payment_limit_key() -> str:
 
 @mp_api.post("/payments")
 @api_doc("Create (or reuse) a WeChat Pay order for unpaid bills", tags=["payments"], body=PaymentCreateSchema,
-         response=PaymentOrderSchema, status=201, errors=(404, 409, 429, 502, 503),
+         response=PaymentOrderSchema, status=201, also=(200,), errors=(404, 409, 429, 502, 503),
          description="amount = the bills' outstanding total. Asking again for the same bills and amount "
                      "returns the open order (200, is_reused); a changed amount closes the old order and "
                      "opens a new one. 404 bill_not_found (not this merchant's), 409 bill_not_payable "

@@ -1,19 +1,24 @@
 """Login and binding schemas."""
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from app.api.schemas.common import no_control_chars
+from app.api.schemas.common import NO_CONTROL_CHARS_PATTERN, no_control_chars
 
 
 class LoginSchema(Schema):
     code = fields.String(required=True, validate=[validate.Length(min=1, max=128), no_control_chars],
-                         metadata={"description": "The code from wx.login()"})
+                         metadata={"description": "The code from wx.login()", "pattern": NO_CONTROL_CHARS_PATTERN})
 
 
 class BindSchema(Schema):
     phone_code = fields.String(validate=[validate.Length(min=1, max=128), no_control_chars],
-                               metadata={"description": "The code from a getPhoneNumber button"})
+                               metadata={"description": "The code from a getPhoneNumber button",
+                                         "pattern": NO_CONTROL_CHARS_PATTERN})
     bind_token = fields.String(validate=[validate.Length(min=1, max=1000), no_control_chars],
-                               metadata={"description": "The scanned stall QR code (token or whole URL)"})
+                               metadata={"description": "The scanned stall QR code (token or whole URL)",
+                                         "pattern": NO_CONTROL_CHARS_PATTERN})
+
+    #: Merged into the OpenAPI component (build_openapi): exactly one of the two fields.
+    openapi_extra = {"oneOf": [{"required": ["phone_code"]}, {"required": ["bind_token"]}]}
 
     @validates_schema
     def _exactly_one(self, data, **kwargs):

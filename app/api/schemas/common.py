@@ -3,6 +3,8 @@ import re
 
 from marshmallow import Schema, ValidationError, fields, validate
 
+#: Largest id a database integer column holds: larger ids in a body are refused (422), in a path not found.
+MAX_ID = 2**31 - 1
 #: Largest page_size a list accepts.
 MAX_PAGE_SIZE = 50
 #: Largest page number accepted (keeps OFFSET within every database's integer range).
@@ -40,12 +42,23 @@ def page_schema(item_schema: type[Schema], name: str) -> type[Schema]:
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+#: The same rule for the OpenAPI document (ECMA regex): text without those control characters.
+NO_CONTROL_CHARS_PATTERN = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]*$"
 
 
 def no_control_chars(value: str) -> None:
     """A marshmallow validator: text without NUL and other control characters."""
     if isinstance(value, str) and _CONTROL.search(value):
         raise ValidationError("不能包含控制字符")
+
+
+class StrictBoolean(fields.Boolean):
+    """A JSON true/false only (marshmallow's Boolean also takes 0/1 and strings such as "off" or "yes")."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, bool):
+            raise self.make_error("invalid")
+        return value
 
 
 def has_nul(data) -> bool:

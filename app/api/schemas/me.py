@@ -2,7 +2,7 @@
 from marshmallow import Schema, fields, validate
 
 from app.api.schemas.auth import BoundMerchantSchema
-from app.api.schemas.common import no_control_chars
+from app.api.schemas.common import NO_CONTROL_CHARS_PATTERN, StrictBoolean, no_control_chars
 
 PHONE_RE = r"^[0-9][0-9\- ]{4,19}$"
 
@@ -53,10 +53,11 @@ class MeSchema(Schema):
 class MePatchSchema(Schema):
     """Only these fields may change; the name, phone and credit code are kept by the market office."""
 
-    contact_name = fields.String(validate=[validate.Length(min=1, max=50), no_control_chars])
+    contact_name = fields.String(validate=[validate.Length(min=1, max=50), no_control_chars],
+                                 metadata={"pattern": NO_CONTROL_CHARS_PATTERN})
     phone2 = fields.String(allow_none=True, validate=validate.Regexp(PHONE_RE, error="电话号码格式不正确"))
-    notify_wechat = fields.Boolean()
-    notify_sms = fields.Boolean()
-    notify_bill = fields.Boolean()
-    notify_overdue = fields.Boolean()
-    notify_ticket = fields.Boolean()
+    notify_wechat = StrictBoolean()
+    notify_sms = StrictBoolean()
+    notify_bill = StrictBoolean()
+    notify_overdue = StrictBoolean()
+    notify_ticket = StrictBoolean()

@@ -1,13 +1,15 @@
 """Schemas of POST /payments (a WeChat Pay JSAPI order for bills)."""
 from marshmallow import Schema, fields, validate
 
+from app.api.schemas.common import MAX_ID
+
 #: Most bills one order may cover.
 MAX_BILLS_PER_ORDER = 50
 
 
 class PaymentCreateSchema(Schema):
     bill_ids = fields.List(
-        fields.Integer(strict=True, validate=validate.Range(min=1)),
+        fields.Integer(strict=True, validate=validate.Range(min=1, max=MAX_ID)),
         required=True,
         validate=validate.Length(min=1, max=MAX_BILLS_PER_ORDER),
         metadata={"description": "Ids of the merchant's unpaid bills to pay together"},
