@@ -62,8 +62,12 @@ class Config:
     MP_TOKEN_TTL_SECONDS = int(os.environ.get("MP_TOKEN_TTL_SECONDS", str(30 * 24 * 3600)))
     #: Lifetime of a stall QR bind token, in seconds (default 30 days).
     MP_BIND_TOKEN_TTL_SECONDS = int(os.environ.get("MP_BIND_TOKEN_TTL_SECONDS", str(30 * 24 * 3600)))
-    #: Rate limit of POST /api/mp/v1/auth/login per client IP.
-    MP_LOGIN_RATE_LIMIT = os.environ.get("MP_LOGIN_RATE_LIMIT", "10/minute")
+    #: Rate limit of POST /api/mp/v1/auth/login per client IP. A market's merchants often share one
+    #: Wi-Fi (one public address), so the limit is per address, not per person.
+    MP_LOGIN_RATE_LIMIT = os.environ.get("MP_LOGIN_RATE_LIMIT", "60/minute")
+    #: Reverse proxies in front of the app (nginx: 1). Their X-Forwarded-For/-Proto/-Host are trusted
+    #: that many hops deep, so rate limits and logs see the client's address, not the proxy's.
+    PROXY_FIX_HOPS = int(os.environ.get("PROXY_FIX_HOPS", "0"))
 
     # WeChat Pay API v3 (see docs/wechat-pay.md). WECHAT_ENV_FILE: a wechat.env (KEY=VALUE lines, e.g. the
     # fake server's var/fake_wechat/wechat.env) whose WECHAT_*/WECHATPAY_* values fill what the environment lacks.

@@ -20,6 +20,11 @@ def create_app(config=None) -> Flask:
 
     app.config["FAB_ROLES"] = ROLES
     app.json.ensure_ascii = False
+    hops = int(app.config.get("PROXY_FIX_HOPS") or 0)
+    if hops > 0:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
     register_extensions(app)
     register_request_hooks(app)
     with app.app_context():

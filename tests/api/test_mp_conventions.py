@@ -122,7 +122,7 @@ def test_register_exempts_the_blueprint_when_csrf_protect_is_installed_first():
 
 
 @pytest.fixture
-def rate_limited_app(fake_wechat):
+def rate_limited_app(fake_wechat, request):
     """A fresh app with RATELIMIT_ENABLED (in-memory storage); the shared limiter is switched off after."""
     from app import create_app
     from app.extensions import limiter
@@ -131,6 +131,8 @@ def rate_limited_app(fake_wechat):
     class LimitedConfig(TestingConfig):
         RATELIMIT_ENABLED = True
         RATELIMIT_STORAGE_URI = "memory://"
+        MP_LOGIN_RATE_LIMIT = "10/minute"
+        PROXY_FIX_HOPS = getattr(request, "param", 0)
 
     fresh = create_app(LimitedConfig)
     fresh.config.update(fake_wechat.settings)
@@ -149,3 +151,20 @@ def test_login_is_rate_limited_per_ip(rate_limited_app):
         assert "频繁" in err["message"]
         other_ip = client.post(f"{API}/auth/login", json={"code": "bad"}, environ_base={"REMOTE_ADDR": "10.1.2.3"})
         assert other_ip.status_code == 401
+
+
+@pytest.mark.parametrize("rate_limited_app", [1], indirect=True)
+def test_behind_a_proxy_the_limit_keys_on_the_forwarded_client_address(rate_limited_app):
+    client = rate_limited_app.test_client()
+    proxy = {"REMOTE_ADDR": "127.0.0.1"}
+    with rate_limited_app.app_context():
+        for _ in range(10):
+            client.post(f"{API}/auth/login", json={"code": "bad"}, environ_base=proxy,
+                        headers={"X-Forwarded-For": "203.0.113.7"})
+        limited = client.post(f"{API}/auth/login", json={"code": "bad"}, environ_base=proxy,
+                              headers={"X-Forwarded-For": "203.0.113.7"})
+        other = client.post(f"{API}/auth/login", json={"code": "bad"}, environ_base=proxy,
+                            headers={"X-Forwarded-For": "198.51.100.9"})
+    assert limited.status_code == 429
+    assert other.status_code == 401  # another merchant behind the same proxy is not blocked
+

@@ -16,7 +16,7 @@ def wechat_client() -> WeChatMiniProgram:
 
 
 def _login_limit() -> str:
-    return current_app.config.get("MP_LOGIN_RATE_LIMIT") or "10/minute"
+    return current_app.config.get("MP_LOGIN_RATE_LIMIT") or "60/minute"
 
 
 def _merchants():
