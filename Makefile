@@ -8,7 +8,7 @@ FAKE_WECHAT_PORT ?= 9100
 FAKE_WECHAT_DIR := var/fake_wechat
 export FLASK_APP := run.py
 
-.PHONY: run test install system-deps translations migrate seed serve ci lint clean
+.PHONY: run test test-miniprogram install system-deps translations migrate seed serve ci lint clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -54,8 +54,13 @@ run: install system-deps seed
 	[ -f $(FAKE_WECHAT_DIR)/wechat.env ] || echo "warning: fake WeChat did not start (see var/fake_wechat.log)"; \
 	WECHAT_ENV_FILE=$(FAKE_WECHAT_DIR)/wechat.env $(BIN)/flask run --host 127.0.0.1 --port $(PORT)
 
-test: install system-deps
+test: install system-deps test-miniprogram
 	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+# The merchant mini-program's tests (jest + miniprogram-simulate); they need Node.js 20 and npm.
+test-miniprogram:
+	@command -v node >/dev/null && command -v npm >/dev/null || { echo "the mini-program tests need Node.js 20 and npm: install them (e.g. apt-get install nodejs npm, or nodejs.org)" >&2; exit 1; }
+	cd miniprogram && npm ci --no-audit --no-fund --loglevel=error && npm test --silent
 
 ci:
 	bash .ci/run

@@ -1,0 +1,326 @@
+// 测试用的商户小程序 API：按真实 API 的路径、状态码、字段与错误信封作答（见 docs/api.md）。
+const BASE = 'http://127.0.0.1:5000/api/mp/v1'
+
+function error(statusCode, code, message, details) {
+  const body = { error: { code, message } }
+  if (details) body.error.details = details
+  return { statusCode, data: body }
+}
+
+function bill(fields) {
+  return Object.assign({
+    kind: 'regular',
+    status: 'issued',
+    issue_date: '2026-11-01',
+    late_fee_fen: 0,
+    paid_fen: 0,
+    is_overdue: false,
+  }, fields, {
+    outstanding_fen: fields.amount_fen + (fields.late_fee_fen || 0) - (fields.paid_fen || 0),
+  })
+}
+
+const MERCHANTS = {
+  12: {
+    id: 12, code: 'M00012', name: '张记蔬菜', contact_name: '张伟', phone: '13800000001', phone2: null,
+    credit_code: null, zone: { id: 1, code: 'A', name: 'A区·蔬菜' },
+    notify_wechat: true, notify_sms: true, notify_bill: true, notify_overdue: true, notify_ticket: true,
+  },
+  15: {
+    id: 15, code: 'M00015', name: '李家水产', contact_name: '李娜', phone: '13900000002', phone2: null,
+    credit_code: null, zone: { id: 2, code: 'B', name: 'B区·水产' },
+    notify_wechat: true, notify_sms: false, notify_bill: true, notify_overdue: true, notify_ticket: false,
+  },
+}
+
+function defaultBills() {
+  return [
+    bill({ id: 41, merchant_id: 12, number: 'JJ-202610-000041', period: '2026-10', due_date: '2026-11-15',
+      amount_fen: 77000, late_fee_fen: 120, is_overdue: true }),
+    bill({ id: 42, merchant_id: 12, number: 'JJ-202611-000042', period: '2026-11', due_date: '2026-12-15',
+      amount_fen: 1234567 }),
+    bill({ id: 43, merchant_id: 12, number: 'JJ-202612-000043', period: '2026-12', due_date: '2027-01-15',
+      amount_fen: 1, kind: 'adhoc' }),
+    bill({ id: 40, merchant_id: 12, number: 'JJ-202609-000040', period: '2026-09', due_date: '2026-10-15',
+      amount_fen: 0, status: 'paid', receipt_no: 'SJ-2026-000040', paid_dt: '2026-10-10T02:03:00+00:00' }),
+    bill({ id: 51, merchant_id: 15, number: 'JJ-202611-000051', period: '2026-11', due_date: '2026-12-15',
+      amount_fen: 50000 }),
+  ]
+}
+
+class FakeApi {
+  constructor() {
+    this.requests = []
+    this.codes = 0
+    this.tokens = {} // token -> openid
+    this.openids = {} // code -> openid
+    this.bindings = { 'o-owner': [{ merchant_id: 12, role: 'owner', bound_via: 'phone' }] }
+    this.phones = { 'phone-code-1': '13800000001', 'phone-code-2': '13900000002' }
+    this.bindTokens = { 'IjEi.abc-DEF_1': 15 }
+    this.merchants = JSON.parse(JSON.stringify(MERCHANTS))
+    this.bills = defaultBills()
+    this.orders = []
+    this.nextOpenid = 'o-owner'
+    this.confirmAfterPolls = 1 // 支付后第几次查询时账单才变为已缴（模拟微信支付通知的延迟）
+    this.overrides = {}
+    this.paymentLines = { 40: [{ id: 7, method: 'wechat', amount_fen: 0, paid_dt: '2026-10-10T02:03:00+00:00', receipt_no: 'SJ-2026-000040' }] }
+  }
+
+  /** 对某个 "METHOD /path" 返回指定回答（一次或永久）。 */
+  override(key, response, once = true) {
+    this.overrides[key] = { response, once }
+  }
+
+  issueCode() {
+    this.codes += 1
+    const code = 'wx-code-' + this.codes
+    this.openids[code] = this.nextOpenid
+    return code
+  }
+
+  expireTokens() {
+    this.tokens = {}
+  }
+
+  boundMerchants(openid) {
+    return (this.bindings[openid] || []).map((b) => ({
+      merchant_id: b.merchant_id,
+      merchant_code: this.merchants[b.merchant_id].code,
+      merchant_name: this.merchants[b.merchant_id].name,
+      role: b.role,
+      bound_via: b.bound_via,
+    }))
+  }
+
+  handle(req) {
+    this.requests.push(req)
+    const key = `${req.method} ${req.path}`
+    const override = this.overrides[key]
+    if (override) {
+      if (override.once) delete this.overrides[key]
+      return typeof override.response === 'function' ? override.response(req) : override.response
+    }
+    if (key === 'POST /auth/login') return this.login(req)
+    const auth = (req.header.Authorization || '').split(' ')
+    if (auth[0] !== 'Bearer' || !auth[1]) return error(401, 'unauthorized', '请先登录')
+    const openid = this.tokens[auth[1]]
+    if (!openid) return error(401, 'invalid_token', '登录已失效，请重新登录')
+    req.openid = openid
+    if (key === 'POST /auth/bind') return this.bind(req)
+    if (key === 'POST /auth/logout') {
+      delete this.tokens[auth[1]]
+      return { statusCode: 204, data: '' }
+    }
+    // 其余接口需要绑定商户
+    const bindings = this.bindings[openid] || []
+    if (!bindings.length) return error(403, 'not_bound', '请先绑定商户')
+    let binding = bindings[0]
+    const header = req.header['X-Merchant-Id']
+    if (header !== undefined && String(header).trim() !== '') {
+      if (!/^\d+$/.test(String(header))) return error(400, 'invalid_merchant_header', 'X-Merchant-Id 不正确')
+      binding = bindings.find((b) => b.merchant_id === Number(header))
+      if (!binding) return error(403, 'merchant_not_bound', '您未绑定该商户')
+    }
+    req.merchantId = binding.merchant_id
+    req.role = binding.role
+    if (key === 'GET /me') return this.me(req)
+    if (key === 'PATCH /me') return this.patchMe(req)
+    if (key === 'GET /bills') return this.listBills(req)
+    let m = /^GET \/bills\/(\d+)$/.exec(key)
+    if (m) return this.getBill(req, Number(m[1]))
+    m = /^GET \/bills\/(\d+)\/receipt$/.exec(key)
+    if (m) return this.receipt(req, Number(m[1]))
+    if (key === 'POST /payments') return this.createPayment(req)
+    return error(404, 'not_found', '请求的内容不存在')
+  }
+
+  login(req) {
+    const code = req.data && req.data.code
+    const openid = this.openids[code]
+    if (!openid) return error(401, 'invalid_code', '登录凭证无效，请重新进入小程序')
+    delete this.openids[code]
+    const token = 'token-' + Object.keys(this.tokens).length + '-' + code
+    this.tokens[token] = openid
+    const merchants = this.boundMerchants(openid)
+    return { statusCode: 200, data: { token, expires_at: '2026-12-23T03:00:00+00:00', is_bound: merchants.length > 0, merchants } }
+  }
+
+  bind(req) {
+    const body = req.data || {}
+    if (!!body.phone_code === !!body.bind_token || Object.keys(body).some((k) => k !== 'phone_code' && k !== 'bind_token')) {
+      return error(422, 'validation_failed', '提交的数据不正确', { fields: { _schema: ['请提供 phone_code 或 bind_token 其中之一'] } })
+    }
+    const bound = []
+    const list = this.bindings[req.openid] || (this.bindings[req.openid] = [])
+    if (body.phone_code) {
+      const phone = this.phones[body.phone_code]
+      if (!phone) return error(400, 'invalid_phone_code', '手机号授权已失效，请重新授权')
+      const ids = Object.values(this.merchants).filter((mm) => mm.phone === phone || mm.phone2 === phone).map((mm) => mm.id)
+      if (!ids.length) return error(404, 'phone_not_registered', '该手机号未登记为商户联系电话，请联系市场管理处')
+      ids.forEach((id) => {
+        if (!list.some((b) => b.merchant_id === id)) list.push({ merchant_id: id, role: 'owner', bound_via: 'phone' })
+        bound.push(id)
+      })
+    } else {
+      const id = this.bindTokens[body.bind_token]
+      if (!id) return error(400, 'bind_token_invalid', '二维码无效或已被篡改，请扫描摊位上的商户绑定二维码')
+      if (!list.some((b) => b.merchant_id === id)) list.push({ merchant_id: id, role: 'assistant', bound_via: 'qr' })
+      bound.push(id)
+    }
+    const merchants = this.boundMerchants(req.openid)
+    return { statusCode: 200, data: { is_bound: true, merchants, bound: merchants.filter((mm) => bound.includes(mm.merchant_id)) } }
+  }
+
+  me(req) {
+    const merchant = this.merchants[req.merchantId]
+    return {
+      statusCode: 200,
+      data: {
+        role: req.role,
+        merchant: Object.assign({}, merchant),
+        units: [{ id: 3, code: merchant.zone.code + '-001', floor: '1', category: '蔬菜', area_m2: '12.0000', zone: merchant.zone }],
+        merchants: this.boundMerchants(req.openid),
+      },
+    }
+  }
+
+  patchMe(req) {
+    if (req.role !== 'owner') return error(403, 'owner_required', '仅店主可修改商户资料')
+    const body = req.data
+    if (!body || typeof body !== 'object') return error(400, 'invalid_json', '请求体应为 JSON 对象')
+    const fields = {}
+    Object.keys(body).forEach((k) => {
+      if (k.startsWith('notify_')) {
+        if (!(k in this.merchants[req.merchantId])) fields[k] = ['Unknown field.']
+        else if (typeof body[k] !== 'boolean') fields[k] = ['Not a valid boolean.']
+      } else if (k !== 'contact_name' && k !== 'phone2') fields[k] = ['Unknown field.']
+    })
+    if (Object.keys(fields).length) return error(422, 'validation_failed', '提交的数据不正确', { fields })
+    Object.assign(this.merchants[req.merchantId], body)
+    return this.me(req)
+  }
+
+  visibleBills(merchantId) {
+    return this.bills.filter((b) => b.merchant_id === merchantId)
+      .sort((a, b) => (a.due_date < b.due_date ? 1 : a.due_date > b.due_date ? -1 : b.id - a.id))
+  }
+
+  listBills(req) {
+    const status = req.query.status
+    const page = Number(req.query.page || 1)
+    const pageSize = Number(req.query.page_size || 20)
+    if (status && !['unpaid', 'overdue', 'paid'].includes(status)) {
+      return error(422, 'validation_failed', '提交的数据不正确', { fields: { status: ['Must be one of: unpaid, overdue, paid.'] } })
+    }
+    let list = this.visibleBills(req.merchantId)
+    if (status === 'unpaid') list = list.filter((b) => b.status !== 'paid')
+    if (status === 'overdue') list = list.filter((b) => b.status !== 'paid' && b.is_overdue)
+    if (status === 'paid') list = list.filter((b) => b.status === 'paid')
+    const items = list.slice((page - 1) * pageSize, page * pageSize).map((b) => this.summary(b))
+    return { statusCode: 200, data: { items, page, page_size: pageSize, total: list.length } }
+  }
+
+  summary(b) {
+    const keys = ['id', 'number', 'kind', 'status', 'period', 'issue_date', 'due_date', 'amount_fen', 'late_fee_fen',
+      'paid_fen', 'outstanding_fen', 'is_overdue']
+    const out = {}
+    keys.forEach((k) => { out[k] = b[k] })
+    return out
+  }
+
+  findBill(req, id) {
+    return this.bills.find((b) => b.id === id && b.merchant_id === req.merchantId)
+  }
+
+  getBill(req, id) {
+    const b = this.findBill(req, id)
+    if (!b) return error(404, 'bill_not_found', '账单不存在')
+    // 支付后的查询：模拟服务器收到微信支付通知后才把账单标为已缴
+    const order = this.orders.find((o) => o.paid && !o.recorded && o.bill_ids.includes(id))
+    if (order) {
+      order.polls += 1
+      if (order.polls >= this.confirmAfterPolls) {
+        order.recorded = true
+        order.bill_ids.forEach((bid) => {
+          const ob = this.bills.find((x) => x.id === bid)
+          ob.paid_fen += ob.outstanding_fen
+          ob.outstanding_fen = 0
+          ob.status = 'paid'
+          ob.is_overdue = false
+          ob.receipt_no = 'SJ-2026-0000' + bid
+          ob.paid_dt = '2026-11-23T06:00:00+00:00'
+        })
+      }
+    }
+    const data = Object.assign(this.summary(b), {
+      paid_dt: b.paid_dt || null,
+      receipt_no: b.receipt_no || null,
+      has_receipt: b.status === 'paid' && !!b.receipt_no,
+      unit_codes: ['A-001'],
+      note: null,
+      lines: [
+        { id: b.id * 10, description: '摊位租金', unit_id: 3, unit_code: 'A-001', quantity: '1.0000', unit_label: '月',
+          rate_fen: String(b.amount_fen), amount_fen: b.amount_fen, service_start: '2026-10-01', service_end: '2026-10-31' },
+      ],
+      payments: this.paymentLines[b.id] || [],
+    })
+    return { statusCode: 200, data }
+  }
+
+  receipt(req, id) {
+    const b = this.findBill(req, id)
+    if (!b) return error(404, 'bill_not_found', '账单不存在')
+    if (b.status !== 'paid') return error(409, 'receipt_unavailable', `账单 ${b.number} 尚未结清，暂不能开具收据`)
+    return { statusCode: 200, data: '%PDF-1.4 receipt', header: { 'Content-Type': 'application/pdf' } }
+  }
+
+  createPayment(req) {
+    const ids = req.data && req.data.bill_ids
+    if (!Array.isArray(ids) || !ids.length || ids.some((i) => !Number.isInteger(i))) {
+      return error(422, 'validation_failed', '提交的数据不正确', { fields: { bill_ids: ['Not a valid list.'] } })
+    }
+    const bills = []
+    for (const id of ids) {
+      const b = this.findBill(req, id)
+      if (!b) return error(404, 'bill_not_found', '账单不存在')
+      if (b.status === 'paid') return error(409, 'bill_not_payable', `账单 ${b.number} 已结清`)
+      bills.push(b)
+    }
+    const n = this.orders.length + 1
+    const order = {
+      out_trade_no: 'P261123140000' + String(n).padStart(8, '0'),
+      amount_fen: bills.reduce((s, b) => s + b.outstanding_fen, 0),
+      bill_ids: ids.slice(),
+      status: 'open',
+      expires_at: '2026-11-23T06:30:00+00:00',
+      is_reused: false,
+      pay_params: {
+        timeStamp: String(1795932000 + n),
+        nonceStr: 'n0nce' + n + 'AbCdEf',
+        package: 'prepay_id=wx2311400000000000' + n,
+        signType: 'RSA',
+        paySign: 'c2lnbmF0dXJl' + n + '+/==',
+      },
+      paid: false,
+      recorded: false,
+      polls: 0,
+    }
+    this.orders.push(order)
+    const body = Object.assign({}, order)
+    delete body.paid
+    delete body.recorded
+    delete body.polls
+    return { statusCode: 201, data: body }
+  }
+
+  /** 用户在微信支付中付款（wx.requestPayment 成功时由测试调用）。 */
+  payByParams(params) {
+    const order = this.orders.find((o) => o.pay_params.package === params.package && o.pay_params.paySign === params.paySign
+      && o.pay_params.timeStamp === params.timeStamp && o.pay_params.nonceStr === params.nonceStr)
+    if (!order) return false
+    order.paid = true
+    return true
+  }
+}
+
+module.exports = { FakeApi, BASE, error }
