@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+import logging
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, Mapping
 
@@ -61,6 +62,7 @@ CONFIG_KEYS = (
     "WECHATPAY_CERT_SERIAL", "WECHATPAY_PUBLIC_KEY_PATH", "WECHATPAY_PUBLIC_KEY_ID", "WECHATPAY_PLATFORM_CERT_DIR",
     "WECHATPAY_NOTIFY_URL", "WECHATPAY_REFUND_NOTIFY_URL",
 )
+logger = logging.getLogger(__name__)
 #: NotificationRejected reasons meaning "not from WeChat" (401) and "unreadable" (400).
 SIGNATURE_REASONS = {"missing_headers", "unsupported_signature_type", "unknown_serial", "bad_signature",
                      "stale_timestamp"}
@@ -72,6 +74,10 @@ RECONCILE_AFTER = timedelta(minutes=3)
 #: A reused order must stay payable at least this long.
 REUSE_MARGIN = timedelta(minutes=5)
 RECONCILE_BATCH = 200
+#: A merchant waiting for a payment's confirmation makes us ask WeChat about its order at most this often.
+CONFIRM_QUERY_INTERVAL = timedelta(seconds=5)
+#: ... and only once WeChat has had this long to send its notification.
+CONFIRM_QUERY_AFTER = timedelta(seconds=3)
 
 
 class WeChatPayNotConfigured(DomainError):
@@ -515,6 +521,24 @@ def reconcile_pay_order(order_id: int, client: WeChatPay | None = None, now: dat
         return "closed"
     db.session.flush()
     return "open"
+
+
+def confirm_pay_order(merchant: Merchant, out_trade_no: str, client: WeChatPay | None = None,
+                      now: datetime | None = None) -> PayOrder:
+    """A merchant's order as WeChat Pay sees it: an open order with no notification yet is queried at
+    WeChat (at most every few seconds) and a payment found there is applied exactly like a notification."""
+    order = db.session.scalar(sa.select(PayOrder).where(PayOrder.out_trade_no == str(out_trade_no)[:32],
+                                                        PayOrder.merchant_id == merchant.id))
+    if order is None:
+        raise NotFound("订单不存在", code="order_not_found")
+    now = now or now_utc()
+    if (order.status == PayOrderStatus.open and order.notified_dt is None
+            and order.created_dt <= now - CONFIRM_QUERY_AFTER
+            and (order.queried_dt is None or order.queried_dt <= now - CONFIRM_QUERY_INTERVAL)):
+        outcome = reconcile_pay_order(order.id, client=client or pay_client(), now=now)
+        logger.info("Order %s confirmed at WeChat on the merchant's request: %s", order.out_trade_no, outcome)
+        db.session.refresh(order)
+    return order
 
 
 # --------------------------------------------------------------------------- trade bill

@@ -56,8 +56,10 @@ test('缴费：支付成功后查询到已缴，页面显示已缴与下载收�
     .toEqual(api.orders[0].pay_params)
   expect(api.requests.find((r) => r.path === '/payments').data).toEqual({ bill_ids: [41] })
   expect(wx.showLoading.mock.calls.map((c) => c[0].title)).toContain('支付结果确认中')
-  // 查询了几次才确认（服务器收到微信支付通知后）
-  expect(api.requests.filter((r) => r.path === '/bills/41').length).toBeGreaterThanOrEqual(4)
+  // 查询订单三次才确认（服务器收到微信支付通知或查单后），之后重新读取账单
+  const no = api.orders[0].out_trade_no
+  expect(api.requests.filter((r) => r.path === '/payments/' + no)).toHaveLength(3)
+  expect(api.requests.filter((r) => r.path === '/bills/41')).toHaveLength(2)
   expect(shownMessages(wx)).toContain('缴费成功')
   expect(text(page, '.bill-status')).toBe('已缴')
   expect(page.querySelector('.pay-btn')).toBeFalsy()
@@ -69,7 +71,7 @@ test('支付后迟迟未确认：告知支付结果确认中，不显示成功',
   const page = await openBill(42)
   await page.instance.onPay()
   await flush()
-  expect(api.requests.filter((r) => r.path === '/bills/42').length).toBe(1 + config.PAY_POLL_TIMES + 1)
+  expect(api.requests.filter((r) => r.path === '/payments/' + api.orders[0].out_trade_no)).toHaveLength(config.PAY_POLL_TIMES)
   expect(wx.showModal.mock.calls.map((c) => c[0].title)).toContain('支付结果确认中')
   expect(shownMessages(wx)).not.toContain('缴费成功')
 })

@@ -46,6 +46,13 @@ test('逾期账单显示为红色并带滞纳金，金额格式正确', async ()
   expect(text(itemOf(page, 'JJ-202612-000043'), '.bill-outstanding')).toBe('待缴 ¥0.01')
 })
 
+test('每笔账单写明所属摊位（一户多摊位时分得清）', async () => {
+  api.bills.find((b) => b.number === 'JJ-202611-000042').unit_codes = ['B-003', 'B-004']
+  const page = await openBills()
+  expect(text(itemOf(page, 'JJ-202611-000042'), '.bill-units')).toBe('摊位 B-003、B-004')
+  expect(text(itemOf(page, 'JJ-202610-000041'), '.bill-units')).toBe('摊位 A-001')
+})
+
 test('标签切换按状态查询：未缴、逾期、已缴', async () => {
   const page = await openBills()
   expect(texts(page, '.bill-number')).toEqual(['JJ-202612-000043', 'JJ-202611-000042', 'JJ-202610-000041'])

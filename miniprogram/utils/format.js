@@ -36,6 +36,7 @@ function billView(bill) {
     paidText: formatFen(bill.paid_fen),
     outstandingText: formatFen(bill.outstanding_fen),
     hasLateFee: bill.late_fee_fen > 0,
+    unitsText: (bill.unit_codes || []).join('、'),
     isPaid,
     payable: !isPaid && bill.outstanding_fen > 0,
   })

@@ -1,4 +1,4 @@
-// 缴费：下单 -> wx.requestPayment -> 查询账单直到已缴（服务器收到微信支付通知后才标为已缴）。
+// 缴费：下单 -> wx.requestPayment -> 查询订单直到已缴（GET /payments/{out_trade_no}）。
 const api = require('./api')
 const config = require('../config')
 
@@ -16,12 +16,10 @@ function requestPayment(payParams) {
   })
 }
 
-async function allPaid(billIds) {
-  for (const id of billIds) {
-    const bill = await api.get('/bills/' + id, { silent: true })
-    if (!bill || bill.status !== 'paid') return false
-  }
-  return true
+// 订单状态：服务器收到微信支付通知后为 paid；通知迟到时服务器会主动向微信支付查单。
+async function orderStatus(outTradeNo) {
+  const order = await api.get('/payments/' + encodeURIComponent(outTradeNo), { silent: true })
+  return order && order.status
 }
 
 /**
@@ -65,13 +63,13 @@ async function payBills(billIds) {
 
   wx.showLoading({ title: '支付结果确认中', mask: true })
   for (let i = 0; i < config.PAY_POLL_TIMES; i++) {
-    let paid = false
+    let status = null
     try {
-      paid = await allPaid(ids)
+      status = await orderStatus(order.out_trade_no)
     } catch (e) {
-      paid = false
+      status = null
     }
-    if (paid) {
+    if (status === 'paid') {
       wx.hideLoading()
       wx.showToast({ title: '缴费成功', icon: 'success' })
       return 'paid'

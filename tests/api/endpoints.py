@@ -1,5 +1,5 @@
 """Every mini-program API endpoint that needs a token, for the authorization matrix
-(tests/api/test_mp_authz_matrix.py). Add new endpoints here (the payments engineer appends theirs).
+(tests/api/test_mp_authz_matrix.py). Every new endpoint is added here.
 
 path may contain {bill_id}: it is filled with a paid bill of the target merchant (merchant A1).
 auth: "merchant" (a bound merchant is required) or "token" (any logged-in user).
@@ -37,4 +37,5 @@ ENDPOINTS: list[Endpoint] = [
     Endpoint("POST", "auth/bind", json={"phone_code": "bogus-phone-code"}, auth="token", ok=(400,)),
     # WeChat Pay: an unknown bill id is 404 for everyone; the auth scenarios are what this checks.
     Endpoint("POST", "payments", json={"bill_ids": [2147480000]}, ok=(404,)),
+    Endpoint("GET", "payments/P000000000000unknown0", ok=(404,)),
 ]

@@ -61,6 +61,14 @@ def test_list_items_carry_amounts_in_fen_and_the_overdue_flag(mp_client, market,
     assert {i["id"]: i["is_overdue"] for i in unpaid}[bills["unpaid"].id] is False
 
 
+def test_list_items_name_the_stalls_they_are_for(mp_client, market, bills):
+    owner = mp_client.bound(market.merchants_a[0])
+    items = owner.get("bills").get_json()["items"]
+    assert {i["id"]: i["unit_codes"] for i in items} == {
+        bills[name].id: ["A-001"] for name in ("overdue", "unpaid", "paid")
+    }
+
+
 def test_pagination(mp_client, market, bills):
     owner = mp_client.bound(market.merchants_a[0])
     first = owner.get("bills?page_size=2").get_json()

@@ -137,3 +137,70 @@ def test_payment_creation_is_rate_limited(app, mp_client, market, fake_wechat, w
         assert_error(client.post("payments", json={"bill_ids": [bill.id]}), 429, "rate_limited")
     finally:
         limiter.enabled = False  # the session app runs without limits
+
+
+def test_polling_an_order_whose_notification_is_lost_books_the_payment_once(mp_client, market, fake_wechat, wxpay,
+                                                                            monkeypatch):
+    from datetime import timedelta
+
+    from app.services import wechat_payments
+
+    merchant = market.merchants_a[0]
+    bill = make_bill(merchant, 8800)
+    db.session.commit()
+    owner = mp_client.bound(merchant)
+    order = owner.post("payments", json={"bill_ids": [bill.id]}).get_json()
+    no = order["out_trade_no"]
+
+    status = owner.get(f"payments/{no}")
+    assert status.status_code == 200 and status.get_json()["status"] == "open"  # too early to ask WeChat
+    assert status.get_json()["paid_at"] is None
+
+    fake_wechat.pay(no, notify=False)  # paid at WeChat; the notification never arrives
+    monkeypatch.setattr(wechat_payments, "CONFIRM_QUERY_AFTER", timedelta(0))
+    body = owner.get(f"payments/{no}").get_json()
+    again = owner.get(f"payments/{no}").get_json()
+
+    assert body["status"] == "paid" and body["paid_at"] and body["bill_ids"] == [bill.id]
+    assert body["amount_fen"] == 8800 and again["status"] == "paid"
+    db.session.expire_all()
+    assert db.session.get(Bill, bill.id).status == BillStatus.paid
+    [payment] = db.session.scalars(sa.select(Payment)).all()
+    assert payment.transaction_id == fake_wechat.order(no)["transaction_id"]
+    [record] = db.session.scalars(sa.select(PayNotification)).all()  # the order query, stored like a notification
+    assert record.verdict.value == "ok"
+
+
+def test_an_unpaid_order_is_asked_about_at_most_every_few_seconds(mp_client, market, fake_wechat, wxpay,
+                                                                 monkeypatch):
+    from datetime import timedelta
+
+    from app.services import wechat_payments
+
+    merchant = market.merchants_a[0]
+    bill = make_bill(merchant, 3000)
+    db.session.commit()
+    owner = mp_client.bound(merchant)
+    no = owner.post("payments", json={"bill_ids": [bill.id]}).get_json()["out_trade_no"]
+    monkeypatch.setattr(wechat_payments, "CONFIRM_QUERY_AFTER", timedelta(0))
+    queries = []
+    real_query = wxpay.query_order
+    monkeypatch.setattr(wxpay, "query_order", lambda n: queries.append(n) or real_query(n))
+
+    assert owner.get(f"payments/{no}").get_json()["status"] == "open"
+    assert owner.get(f"payments/{no}").get_json()["status"] == "open"
+
+    assert queries == [no]
+    db.session.expire_all()
+    assert db.session.scalar(sa.select(PayOrder.queried_dt).where(PayOrder.out_trade_no == no)) is not None
+    assert db.session.get(Bill, bill.id).status == BillStatus.issued
+
+
+def test_another_merchants_order_is_not_found(mp_client, market, fake_wechat, wxpay):
+    mine, theirs = market.merchants_a[0], market.merchants_b[0]
+    bill = make_bill(theirs, 1000)
+    db.session.commit()
+    no = mp_client.bound(theirs).post("payments", json={"bill_ids": [bill.id]}).get_json()["out_trade_no"]
+    owner = mp_client.bound(mine)
+    assert_error(owner.get(f"payments/{no}"), 404, "order_not_found")
+    assert_error(owner.get("payments/P-no-such-order"), 404, "order_not_found")

@@ -171,10 +171,13 @@ def query_args(schema: Schema) -> dict[str, Any]:
     return schema.load(request.args, unknown=EXCLUDE)
 
 
-def paginate(stmt: sa.Select, item_schema: Schema, page: int, page_size: int) -> dict[str, Any]:
-    """Run a Select a page at a time: {items, page, page_size, total}."""
+def paginate(stmt: sa.Select, item_schema: Schema, page: int, page_size: int,
+             prepare: Callable[[list[Any]], None] | None = None) -> dict[str, Any]:
+    """Run a Select a page at a time: {items, page, page_size, total}; prepare(rows) runs before the dump."""
     total = db.session.execute(sa.select(sa.func.count()).select_from(stmt.order_by(None).subquery())).scalar_one()
     rows = db.session.execute(stmt.limit(page_size).offset((page - 1) * page_size)).scalars().all()
+    if prepare is not None and rows:
+        prepare(rows)
     return {"items": item_schema.dump(rows, many=True), "page": page, "page_size": page_size, "total": total}
 
 

@@ -12,7 +12,7 @@ import logging
 from flask import Response, current_app, g, jsonify, request
 
 from app.api.mp import api_doc, json_body, merchant_required, mp_api, rate_limit
-from app.api.schemas.payments import PaymentCreateSchema, PaymentOrderSchema
+from app.api.schemas.payments import PaymentCreateSchema, PaymentOrderSchema, PaymentOrderStatusSchema
 from app.extensions import db
 from app.models.wechatpay import NotificationChannel
 from app.services import wechat_payments
@@ -49,6 +49,29 @@ def create_payment():
     })
     db.session.commit()
     return body, (200 if reused else 201)
+
+
+def _status_limit_key() -> str:
+    return f"mp-payment-status:{g.mp_user.id}"
+
+
+@mp_api.get("/payments/<out_trade_no>")
+@api_doc("Where a payment order stands, asking WeChat Pay if its notification is late", tags=["payments"],
+         response=PaymentOrderStatusSchema, errors=(404, 429),
+         description="Poll after wx.requestPayment succeeds: status paid once the money is booked. While the "
+                     "order is open and WeChat's notification has not arrived, the server queries the order at "
+                     "WeChat Pay (at most every 5 s) and books a payment it finds there. 404 order_not_found "
+                     "for another merchant's order.")
+@merchant_required
+@rate_limit("60/minute", key_func=_status_limit_key)
+def get_payment(out_trade_no: str):
+    order = wechat_payments.confirm_pay_order(g.merchant, out_trade_no)
+    body = PaymentOrderStatusSchema().dump({
+        "out_trade_no": order.out_trade_no, "status": order.status.value, "amount_fen": order.amount_fen,
+        "bill_ids": order.bill_ids, "paid_dt": order.paid_dt, "expires_dt": order.expires_dt,
+    })
+    db.session.commit()
+    return body
 
 
 def _notification(channel: NotificationChannel) -> Response:

@@ -29,6 +29,9 @@ class BillSummarySchema(Schema):
     outstanding_fen = fields.Integer(required=True, metadata={"description": "amount + late fee - paid, fen"})
     is_overdue = fields.Method("_is_overdue", required=True,
                                metadata={"type": "boolean", "description": "Unpaid and the due date has passed"})
+    unit_codes = fields.Function(lambda b: getattr(b, "unit_codes", []), required=True,
+                                 metadata={"type": "array", "items": {"type": "string"},
+                                           "description": "The stalls the bill is for (A-001 ...)"})
 
     def _is_overdue(self, bill) -> bool:
         return bill.is_overdue_on(today_local())
@@ -64,7 +67,6 @@ class BillDetailSchema(BillSummarySchema):
     receipt_no = fields.String(allow_none=True)
     has_receipt = fields.Function(lambda b: b.status.value == "paid" and bool(b.receipt_no), required=True,
                                   metadata={"description": "GET /bills/{id}/receipt answers a PDF"})
-    unit_codes = fields.List(fields.String(), required=True)
     note = fields.String(allow_none=True)
     lines = fields.List(fields.Nested(BillLineSchema), required=True)
     payments = fields.List(fields.Nested(BillPaymentSchema), required=True)

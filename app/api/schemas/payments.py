@@ -26,6 +26,15 @@ class RequestPaymentSchema(Schema):
     paySign = fields.String(required=True)  # noqa: N815
 
 
+class PaymentOrderStatusSchema(Schema):
+    out_trade_no = fields.String(required=True)
+    status = fields.String(required=True, metadata={"description": "open (not paid yet) / paid / closed"})
+    amount_fen = fields.Integer(required=True)
+    bill_ids = fields.List(fields.Integer(), required=True)
+    paid_at = fields.DateTime(allow_none=True, attribute="paid_dt", metadata={"description": "UTC, when paid"})
+    expires_at = fields.DateTime(required=True, attribute="expires_dt")
+
+
 class PaymentOrderSchema(Schema):
     out_trade_no = fields.String(required=True, metadata={"description": "Our order number at WeChat Pay"})
     amount_fen = fields.Integer(required=True, metadata={"description": "Outstanding total of the bills, fen"})

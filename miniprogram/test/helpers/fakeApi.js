@@ -131,6 +131,8 @@ class FakeApi {
     m = /^GET \/bills\/(\d+)\/receipt$/.exec(key)
     if (m) return this.receipt(req, Number(m[1]))
     if (key === 'POST /payments') return this.createPayment(req)
+    m = /^GET \/payments\/([A-Za-z0-9]+)$/.exec(key)
+    if (m) return this.getPayment(req, m[1])
     return error(404, 'not_found', '请求的内容不存在')
   }
 
@@ -225,6 +227,7 @@ class FakeApi {
       'paid_fen', 'outstanding_fen', 'is_overdue']
     const out = {}
     keys.forEach((k) => { out[k] = b[k] })
+    out.unit_codes = b.unit_codes || ['A-001']
     return out
   }
 
@@ -235,23 +238,6 @@ class FakeApi {
   getBill(req, id) {
     const b = this.findBill(req, id)
     if (!b) return error(404, 'bill_not_found', '账单不存在')
-    // 支付后的查询：模拟服务器收到微信支付通知后才把账单标为已缴
-    const order = this.orders.find((o) => o.paid && !o.recorded && o.bill_ids.includes(id))
-    if (order) {
-      order.polls += 1
-      if (order.polls >= this.confirmAfterPolls) {
-        order.recorded = true
-        order.bill_ids.forEach((bid) => {
-          const ob = this.bills.find((x) => x.id === bid)
-          ob.paid_fen += ob.outstanding_fen
-          ob.outstanding_fen = 0
-          ob.status = 'paid'
-          ob.is_overdue = false
-          ob.receipt_no = 'SJ-2026-0000' + bid
-          ob.paid_dt = '2026-11-23T06:00:00+00:00'
-        })
-      }
-    }
     const data = Object.assign(this.summary(b), {
       paid_dt: b.paid_dt || null,
       receipt_no: b.receipt_no || null,
@@ -304,13 +290,44 @@ class FakeApi {
       paid: false,
       recorded: false,
       polls: 0,
+      merchant_id: req.merchantId,
     }
     this.orders.push(order)
     const body = Object.assign({}, order)
     delete body.paid
     delete body.recorded
     delete body.polls
+    delete body.merchant_id
     return { statusCode: 201, data: body }
+  }
+
+  /** GET /payments/{no}：服务器收到微信支付通知（或向微信查单）后订单才变为 paid，账单同时已缴。 */
+  getPayment(req, no) {
+    const order = this.orders.find((o) => o.out_trade_no === no && o.merchant_id === req.merchantId)
+    if (!order) return error(404, 'order_not_found', '订单不存在')
+    if (order.paid && !order.recorded) {
+      order.polls += 1
+      if (order.polls >= this.confirmAfterPolls) {
+        order.recorded = true
+        order.bill_ids.forEach((bid) => {
+          const ob = this.bills.find((x) => x.id === bid)
+          ob.paid_fen += ob.outstanding_fen
+          ob.outstanding_fen = 0
+          ob.status = 'paid'
+          ob.is_overdue = false
+          ob.receipt_no = 'SJ-2026-0000' + bid
+          ob.paid_dt = '2026-11-23T06:00:00+00:00'
+        })
+      }
+    }
+    return {
+      statusCode: 200,
+      data: {
+        out_trade_no: order.out_trade_no, status: order.recorded ? 'paid' : order.status, amount_fen: order.amount_fen,
+        bill_ids: order.bill_ids.slice(), paid_at: order.recorded ? '2026-11-23T06:00:00+00:00' : null,
+        expires_at: order.expires_at,
+      },
+    }
   }
 
   /** 用户在微信支付中付款（wx.requestPayment 成功时由测试调用）。 */
