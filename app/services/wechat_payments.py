@@ -22,6 +22,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 import logging
+import re
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, Mapping
 
@@ -74,6 +75,8 @@ RECONCILE_AFTER = timedelta(minutes=3)
 #: A reused order must stay payable at least this long.
 REUSE_MARGIN = timedelta(minutes=5)
 RECONCILE_BATCH = 200
+#: WeChat Pay's out_trade_no: 6-32 letters, digits, _ - | * (ours: P + 20 characters).
+_OUT_TRADE_NO_RE = re.compile(r"[0-9A-Za-z_\-|*]{6,32}")
 #: A merchant waiting for a payment's confirmation makes us ask WeChat about its order at most this often.
 CONFIRM_QUERY_INTERVAL = timedelta(seconds=5)
 #: ... and only once WeChat has had this long to send its notification.
@@ -527,8 +530,11 @@ def confirm_pay_order(merchant: Merchant, out_trade_no: str, client: WeChatPay |
                       now: datetime | None = None) -> PayOrder:
     """A merchant's order as WeChat Pay sees it: an open order with no notification yet is queried at
     WeChat (at most every few seconds) and a payment found there is applied exactly like a notification."""
-    order = db.session.scalar(sa.select(PayOrder).where(PayOrder.out_trade_no == str(out_trade_no)[:32],
-                                                        PayOrder.merchant_id == merchant.id))
+    out_trade_no = str(out_trade_no)
+    order = None
+    if _OUT_TRADE_NO_RE.fullmatch(out_trade_no):  # anything else (NUL bytes, 100 characters) is no order of ours
+        order = db.session.scalar(sa.select(PayOrder).where(PayOrder.out_trade_no == out_trade_no,
+                                                            PayOrder.merchant_id == merchant.id))
     if order is None:
         raise NotFound("订单不存在", code="order_not_found")
     now = now or now_utc()

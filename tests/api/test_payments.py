@@ -204,3 +204,5 @@ def test_another_merchants_order_is_not_found(mp_client, market, fake_wechat, wx
     owner = mp_client.bound(mine)
     assert_error(owner.get(f"payments/{no}"), 404, "order_not_found")
     assert_error(owner.get("payments/P-no-such-order"), 404, "order_not_found")
+    for junk in ("%00", "P%00abcdefgh", "x" * 40, "%E8%B4%A6%E5%8D%95"):
+        assert_error(owner.get(f"payments/{junk}"), 404, "order_not_found")
