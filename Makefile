@@ -52,7 +52,8 @@ run: install system-deps seed
 	fake_pid=$$!; trap 'kill $$fake_pid 2>/dev/null' EXIT; \
 	for i in $$(seq 50); do [ -f $(FAKE_WECHAT_DIR)/wechat.env ] && break; sleep 0.2; done; \
 	[ -f $(FAKE_WECHAT_DIR)/wechat.env ] || echo "warning: fake WeChat did not start (see var/fake_wechat.log)"; \
-	WECHAT_ENV_FILE=$(FAKE_WECHAT_DIR)/wechat.env $(BIN)/flask run --host 127.0.0.1 --port $(PORT)
+	PUBLIC_BASE_URL=$${PUBLIC_BASE_URL:-http://127.0.0.1:$(PORT)} WECHAT_ENV_FILE=$(FAKE_WECHAT_DIR)/wechat.env \
+		$(BIN)/flask run --host 127.0.0.1 --port $(PORT)
 
 test: install system-deps test-miniprogram
 	$(BIN)/pytest -q $(PYTEST_ARGS)
