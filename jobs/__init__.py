@@ -1,7 +1,7 @@
 """RQ jobs: thin functions that take ids, push an app context and call a service.
 
-Workers run `rq worker -w jobs.worker.MarketWorker ...`; the app is built once per
-worker process on first use, never at import.
+Workers run `rq worker --url $REDIS_URL imports billing notifications default` (docs/deploy.md);
+the app is built once per worker process on first use, never at import.
 """
 from __future__ import annotations
 
