@@ -42,6 +42,21 @@ def test_main_pages_render_in_chinese(login_as, market, username):
         assert not leftovers, (username, path, leftovers)
 
 
+FINANCE_PAGES = ["/finance/alerts/", "/wechatpay/orders/", "/wechatpay/notifications/", "/wechatpay/refunds/",
+                 "/wechatpay/reconciliation/", "/paymentview/list/", "/payments/offline/", "/billview/list/"]
+
+
+def test_finance_pages_render_in_chinese(login_as, market):
+    client = login_as("finance")
+    for path in FINANCE_PAGES:
+        resp = client.get(path)
+        assert resp.status_code == 200, (path, resp.status_code)
+        page = resp.get_data(as_text=True)
+        assert "市场管家" in page
+        leftovers = _english_leftovers(page, "finance")
+        assert not leftovers, (path, leftovers)
+
+
 def test_login_page_has_no_english_leftovers(client, db):
     page = client.get("/login/").get_data(as_text=True)
     assert not _english_leftovers(page), _english_leftovers(page)
