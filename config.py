@@ -94,6 +94,12 @@ class Config:
     #: Comma-separated mobile numbers @-mentioned in each alert (sent as a text message); "@all" for everyone.
     FINANCE_ALERT_MENTION_MOBILES = os.environ.get("FINANCE_ALERT_MENTION_MOBILES", "")
 
+    # Tickets (工单, docs/tickets.md): the largest photo in bytes, the lifetime of a signed photo URL
+    # in seconds, and the rate limit of POST /api/mp/v1/tickets per WeChat user.
+    TICKET_PHOTO_MAX_BYTES = int(os.environ.get("TICKET_PHOTO_MAX_BYTES", str(5 * 1024 * 1024)))
+    TICKET_PHOTO_URL_TTL_SECONDS = int(os.environ.get("TICKET_PHOTO_URL_TTL_SECONDS", "3600"))
+    TICKET_CREATE_RATE_LIMIT = os.environ.get("TICKET_CREATE_RATE_LIMIT", "20/hour")
+
     # Demo / seed
     DEMO_ALLOWED = True
 

@@ -156,3 +156,22 @@ ROLES[FINANCE] += [
     [r"^(LateFeeView|OfflinePaymentView|OfflineRefundView|ReceiptView)$", r".*"],
     [r"^(Billing|Payments|Record payment|Late fees|Late-fee rules)$", MENU],
 ]
+
+
+# Tickets (工单). Manager (their zones) and Admin handle them: accept and assign, progress, resolve,
+# close suggestions; a Repairer sees the tickets assigned to them, adds progress and resolves them;
+# Leader reads. Clerk and Finance have no access. Which tickets: app.services.tickets.visible_tickets_clause.
+TICKET_READ = r"^can_(list|show|export|photo)$"
+TICKET_MENUS = r"^(Operations|Tickets)$"
+ROLES[MANAGER] += [
+    [r"^TicketView$", r"^can_(list|show|export|photo|assign|progress|resolve|close)$"],
+    [TICKET_MENUS, MENU],
+]
+ROLES[REPAIRER] += [
+    [r"^TicketView$", r"^can_(list|show|export|photo|progress|resolve)$"],
+    [TICKET_MENUS, MENU],
+]
+ROLES[LEADER] += [
+    [r"^TicketView$", TICKET_READ],
+    [TICKET_MENUS, MENU],
+]

@@ -19,6 +19,8 @@ SCHEDULE: list[tuple[str, str, str, str]] = [
      "Late fees: accrue today's late fees of every market (catches up missed days)"),
     ("jobs.billing.purge_billing_previews_job", "billing", "30 3 * * *",
      "Billing: delete previews older than a day that were never posted"),
+    ("jobs.tickets.close_resolved_tickets_job", "default", "30 2 * * *",
+     "Tickets: close the ones resolved more than 7 days ago that the merchant did not confirm"),
 ]
 
 for _path, _queue, _expression, _description in SCHEDULE:

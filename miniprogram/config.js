@@ -7,6 +7,9 @@ module.exports = {
   // 支付成功后查询订单状态的次数与间隔（毫秒）：服务器收到微信支付通知（或主动查单）后才标为已缴
   PAY_POLL_TIMES: 6,
   PAY_POLL_INTERVAL_MS: 1500,
+  // 工单照片：每个工单最多 9 张（商户提交的照片），每张不超过 5 MB（服务器同样检查）
+  TICKET_PHOTO_MAX: 9,
+  TICKET_PHOTO_MAX_BYTES: 5 * 1024 * 1024,
 
   // 仅用于本地演示（见 README.md）：开发者工具里 wx.login / 手机号按钮给出的 code 假微信服务器并不认识。
   // 填入假微信服务器地址（如 'http://127.0.0.1:9100'）后，登录前先把 code 登记到假微信（POST /_fake/codes），

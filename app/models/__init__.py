@@ -11,6 +11,7 @@ from app.models.merchants import Merchant
 from app.models.meters import Meter, MeterReplacement
 from app.models.payments import Payment, PaymentAllocation, Refund
 from app.models.readings import ImportBatch, ImportRowError, MeterReading
+from app.models.tickets import Ticket, TicketEvent, TicketPhoto
 from app.models.units import Unit
 from app.models.wechat_users import ApiToken, MerchantBinding, WeChatUser
 from app.models.wechatpay import PayNotification, PayOrder, TradeBillMismatch, pay_order_bills  # noqa: F401
@@ -39,6 +40,9 @@ __all__ = [
     "Merchant",
     "Meter",
     "MeterReplacement",
+    "Ticket",
+    "TicketEvent",
+    "TicketPhoto",
     "Unit",
     "Zone",
     "lease_units",

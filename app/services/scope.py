@@ -105,6 +105,9 @@ def _guard_writes(session, flush_context, instances):
     for obj in list(session.new) + list(session.dirty) + list(session.deleted):
         if not hasattr(type(obj), "zone_clause"):
             continue
+        writable_by = getattr(obj, "writable_by", None)  # e.g. a ticket's assignee, whatever their zones
+        if writable_by is not None and writable_by(user):
+            continue
         zone_id = row_zone_id(obj)
         if zone_id is not None and zone_id not in zone_ids:
             raise ZoneScopeViolation(f"无权操作该片区的数据（片区 {zone_id}）")

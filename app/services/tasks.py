@@ -2,18 +2,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 import sqlalchemy as sa
+from flask_appbuilder.security.sqla.models import User
 
 from app.extensions import db
 from app.models import Lease, Merchant, Meter, Unit, Zone
 from app.models.bills import Bill
 from app.models.enums import LeaseStatus
 from app.models.readings import MeterReading
+from app.models.tickets import Ticket, TicketUrgency
+from app.services import tickets as ticket_rules
 from app.services.billing import overdue_clause
 from app.services.scope import scope_query
-from app.utils.dates import period_end, today_local
+from app.utils.dates import now_utc, period_end, to_local, today_local
 
 #: Leases that still run (a lease past its end date in one of these needs renewing or ending).
 RUNNING_LEASE_STATUSES = (LeaseStatus.active, LeaseStatus.expiring)
@@ -46,6 +49,10 @@ class TaskList:
     overdue_fen: int
     expiring: Section
     lapsed: Section
+    #: Open tickets: (id, number, kind, urgency, status, title, merchant, unit code, zone, assignee,
+    #: due time in Asia/Shanghai, is_overdue) rows; overdue first, then urgent, then the soonest due.
+    tickets: Section = field(default_factory=Section)
+    tickets_overdue: int = 0
 
 
 def current_period(today: date | None = None) -> date:
@@ -154,6 +161,42 @@ def _lease_rows(user):
     )
 
 
+def open_tickets(user, now: datetime | None = None, limit: int = DEFAULT_LIMIT) -> tuple[Section, int]:
+    """Open tickets the user may see, overdue first, then urgent, then the soonest due; and how many are overdue."""
+    now = now or now_utc()
+    is_overdue = Ticket.due_dt < now
+    query = (
+        sa.select(
+            Ticket.id, Ticket.number, Ticket.kind, Ticket.urgency, Ticket.status, Ticket.title, Merchant.name,
+            Unit.code, Zone.name, User.last_name, User.first_name, User.username, Ticket.due_dt,
+        )
+        .join(Merchant, Merchant.id == Ticket.merchant_id)
+        .outerjoin(Unit, Unit.id == Ticket.unit_id)
+        .outerjoin(Zone, Zone.id == Ticket.zone_id)
+        .outerjoin(User, User.id == Ticket.assignee_id)
+        .where(ticket_rules.open_tickets_clause(now))
+        .order_by(
+            sa.case((is_overdue, 0), else_=1),
+            sa.case((Ticket.urgency == TicketUrgency.urgent, 0), else_=1),
+            Ticket.due_dt,
+            Ticket.id,
+        )
+    )
+    condition = ticket_rules.visible_tickets_clause(user)
+    if condition is not None:
+        query = query.where(condition)
+    due = query.with_only_columns(Ticket.due_dt.label("due_dt")).order_by(None).subquery()
+    count, overdue = db.session.execute(
+        sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(sa.case((due.c.due_dt < now, 1), else_=0)), 0))
+        .select_from(due)
+    ).one()
+    rows = [
+        (*row[:9], f"{last or ''}{first or ''}".strip() or (username or ""), to_local(due_dt), due_dt < now)
+        for *row, last, first, username, due_dt in db.session.execute(query.limit(limit))
+    ]
+    return Section(count=int(count), rows=rows), int(overdue)
+
+
 def build_task_list(
     user, today: date | None = None, period: date | None = None, limit: int = DEFAULT_LIMIT
 ) -> TaskList:
@@ -162,6 +205,7 @@ def build_task_list(
     period = period or current_period(today)
     meters, meters_by_zone = meters_to_read(user, period, limit)
     overdue, overdue_fen = overdue_merchants(user, today, limit)
+    tickets, tickets_overdue = open_tickets(user, limit=limit)
     return TaskList(
         today=today,
         period=period,
@@ -171,4 +215,6 @@ def build_task_list(
         overdue_fen=overdue_fen,
         expiring=expiring_leases(user, today, limit=limit),
         lapsed=lapsed_leases(user, today, limit=limit),
+        tickets=tickets,
+        tickets_overdue=tickets_overdue,
     )

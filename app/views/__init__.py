@@ -24,6 +24,9 @@ def register_views(appbuilder):
     ops = dict(category="Operations", category_label=_("Operations"), category_icon="fa-tasks")
     appbuilder.add_view(TaskListView, "Daily tasks", label=_("Daily tasks"), icon="fa-check-square-o", **ops)
     appbuilder.add_view(StallMapView, "Stall map", label=_("Stall map"), icon="fa-map", **ops)
+    from app.views.tickets import TicketView
+
+    appbuilder.add_view(TicketView, "Tickets", label=_("Tickets"), icon="fa-wrench", **ops)
 
     mkt = dict(category="Market", category_label=_("Market"), category_icon="fa-building")
     appbuilder.add_view(MarketView, "Markets", label=_("Markets"), icon="fa-university", **mkt)

@@ -145,3 +145,29 @@ describe('本地演示模式（config.FAKE_WECHAT_BASE）', () => {
     }
   })
 })
+
+test('upload：multipart 字段 file，带令牌与商户；回答的字符串按 JSON 解析', async () => {
+  wx.queueMedia([{ type: 'image/jpeg' }])
+  const path = Object.keys(wx.media)[0]
+  const res = await api.upload('/tickets/72/photos', path)
+  expect(res).toEqual({ id: 901, url: 'http://127.0.0.1:5000/api/mp/v1/ticket-photos/sig-901' })
+  const req = wx.uploadFile.mock.calls[0][0]
+  expect(req.name).toBe('file')
+  expect(req.header.Authorization).toBe('Bearer ' + wx.storage[session.KEYS.token])
+  expect(req.header['X-Merchant-Id']).toBe('12')
+  expect(fake.tickets.find((t) => t.id === 72).photos).toHaveLength(1)
+})
+
+test('upload：错误信封的中文信息；网关的 413（不是 JSON）给出本地说明；网络失败', async () => {
+  wx.queueMedia([{ type: 'image/gif' }])
+  const path = Object.keys(wx.media)[0]
+  await expect(api.upload('/tickets/72/photos', path)).rejects.toMatchObject({ status: 415, code: 'photo_type' })
+  await expect(api.upload('/tickets/81/photos', path)).rejects.toMatchObject({ status: 404, code: 'ticket_not_found' })
+  fake.override('POST /tickets/72/photos', { statusCode: 413, data: '<html><body>413 Request Entity Too Large</body></html>' })
+  await expect(api.upload('/tickets/72/photos', path)).rejects.toMatchObject({ status: 413 })
+  wx.network.down = true
+  await expect(api.upload('/tickets/72/photos', path)).rejects.toMatchObject({ code: 'network_error' })
+  // 短的用轻提示，长的用对话框
+  expect(shownMessages(wx)).toHaveLength(4)
+  expect(shownMessages(wx)).toEqual(expect.arrayContaining(['只能上传 JPG 或 PNG 格式的照片', '工单不存在', '文件太大，无法上传', '网络连接失败，请检查网络后重试']))
+})

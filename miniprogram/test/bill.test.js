@@ -117,3 +117,10 @@ test('别人的账单（404）：显示账单不存在', async () => {
   await openBill(51)
   expect(shownMessages(wx)).toEqual(['账单不存在'])
 })
+
+test('对账单有疑问：打开新建投诉，带上账单编号', async () => {
+  const page = await openBill(41)
+  page.querySelector('.question-link').dispatchEvent('tap')
+  await flush()
+  expect(wx.navigateTo).toHaveBeenCalledWith({ url: '/pages/ticket-new/ticket-new?kind=complaint&bill=JJ-202610-000041' })
+})

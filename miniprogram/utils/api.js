@@ -1,4 +1,4 @@
-// 商户小程序 API 的请求封装：地址、令牌、当前商户、错误提示、401 重新登录。
+// 商户小程序 API 的请求封装（JSON、上传、下载）：地址、令牌、当前商户、错误提示、401 重新登录。
 const config = require('../config')
 const session = require('./session')
 
@@ -7,6 +7,7 @@ const MESSAGES = {
   rateLimited: '操作太频繁，请稍后再试',
   unknown: '请求失败，请稍后再试',
   loginFailed: '登录失败，请稍后再试',
+  tooLarge: '文件太大，无法上传',
 }
 
 class ApiError extends Error {
@@ -129,20 +130,16 @@ function goBind() {
   wx.reLaunch({ url: '/pages/bind/bind' })
 }
 
-/**
- * 调用 API。options: method, data, silent（不提示错误）。
- * 成功时返回 JSON；失败时提示中文信息并抛出 ApiError（err.code 为 API 的错误码）。
- */
-async function request(path, options = {}) {
-  const method = options.method || 'GET'
-  const silent = !!options.silent
+// 带令牌发出请求（send 每次都重新取令牌与商户）：401 重新登录一次再试一次；所选商户已解绑时改用默认商户；
+// 2xx 返回 JSON，其余抛出 ApiError 并提示（silent 时不提示）。
+async function withSession(send, silent) {
   try {
     if (!session.getToken()) await login()
-    let res = await rawRequest(method, path, options.data, true)
+    let res = await send()
     if (res.statusCode === 401) {
       // 令牌过期或已注销：重新登录一次，再试一次
       await login()
-      res = await rawRequest(method, path, options.data, true)
+      res = await send()
     } else if (res.statusCode === 403 && res.data && res.data.error && res.data.error.code === 'merchant_not_bound') {
       // 所选商户已解除绑定：改用默认商户再试一次
       session.setMerchantId(null)
@@ -151,7 +148,7 @@ async function request(path, options = {}) {
         goBind()
         throw errorFromResponse(res.statusCode, res.data)
       }
-      res = await rawRequest(method, path, options.data, true)
+      res = await send()
     }
     if (res.statusCode >= 200 && res.statusCode < 300) {
       return res.statusCode === 204 ? null : res.data
@@ -167,6 +164,57 @@ async function request(path, options = {}) {
     if (!silent && error.code !== 'not_bound') showError(error.message)
     throw error
   }
+}
+
+/**
+ * 调用 API。options: method, data, silent（不提示错误）。
+ * 成功时返回 JSON；失败时提示中文信息并抛出 ApiError（err.code 为 API 的错误码）。
+ */
+function request(path, options = {}) {
+  const method = options.method || 'GET'
+  return withSession(() => rawRequest(method, path, options.data, true), !!options.silent)
+}
+
+// wx.uploadFile 的回答 data 是字符串：按 JSON 解析；413 若来自网关（不是 API 的错误信封）给出本地说明。
+function uploadResponse(res) {
+  let data = res.data
+  if (typeof data === 'string') {
+    try {
+      data = data ? JSON.parse(data) : null
+    } catch (e) {
+      data = null
+    }
+  }
+  if (res.statusCode === 413 && !(data && data.error)) {
+    data = { error: { code: 'payload_too_large', message: MESSAGES.tooLarge } }
+  }
+  return { statusCode: res.statusCode, data }
+}
+
+function rawUpload(path, filePath, formData) {
+  return new Promise((resolve, reject) => {
+    const header = headers(true)
+    // multipart/form-data 的边界由 wx.uploadFile 自己填写，不能带 JSON 的 Content-Type
+    delete header['Content-Type']
+    const req = {
+      url: url(path),
+      filePath,
+      name: 'file',
+      header,
+      success: (res) => resolve(uploadResponse(res)),
+      fail: (res) => reject(networkError(res)),
+    }
+    if (formData) req.formData = formData
+    wx.uploadFile(req)
+  })
+}
+
+/**
+ * 上传一个文件（multipart/form-data，字段名 file），令牌、商户、错误提示与 401 重新登录同 request。
+ * options: formData, silent。返回服务器的 JSON。
+ */
+function upload(path, filePath, options = {}) {
+  return withSession(() => rawUpload(path, filePath, options.formData), !!options.silent)
 }
 
 function rawDownload(path, filePath) {
@@ -233,6 +281,7 @@ module.exports = {
   registerDemoCode,
   MESSAGES,
   request,
+  upload,
   download,
   login,
   ensureLogin,

@@ -1,4 +1,4 @@
-// 账单、日期等的显示文字。
+// 账单、工单、日期等的显示文字。
 const { formatFen } = require('./money')
 
 const BILL_STATUS = { issued: '未缴', partially_paid: '部分已缴', paid: '已缴' }
@@ -42,4 +42,51 @@ function billView(bill) {
   })
 }
 
-module.exports = { BILL_STATUS, PAY_METHOD, formatDateTime, formatPeriod, billView }
+const TICKET_KIND = { repair: '报修', complaint: '投诉', suggestion: '建议' }
+const TICKET_STATUS = { submitted: '待受理', in_progress: '处理中', resolved: '待确认', closed: '已关闭', cancelled: '已取消' }
+const TICKET_ACTION = {
+  submitted: '提交工单',
+  accepted: '已受理',
+  assigned: '已指派处理人',
+  progress: '处理进展',
+  resolved: '已处理，请确认',
+  reopened: '未解决，重新处理',
+  closed: '已关闭',
+  cancelled: '已取消',
+  rated: '已评价',
+}
+const TICKET_SUMMARY_CHARS = 30
+
+// 工单列表项标题：有标题用标题，否则取描述的开头，再否则用类别
+function ticketHeadline(ticket) {
+  const title = (ticket.title || '').trim()
+  if (title) return title
+  const text = (ticket.description || '').replace(/\s+/g, ' ').trim()
+  if (text) return text.length > TICKET_SUMMARY_CHARS ? text.slice(0, TICKET_SUMMARY_CHARS) + '…' : text
+  return (TICKET_KIND[ticket.kind] || '工单') + '工单'
+}
+
+// 列表与详情共用的工单显示字段
+function ticketView(ticket) {
+  return Object.assign({}, ticket, {
+    kindText: TICKET_KIND[ticket.kind] || ticket.kind,
+    statusText: TICKET_STATUS[ticket.status] || ticket.status,
+    headline: ticketHeadline(ticket),
+    isUrgent: ticket.urgency === 'urgent',
+    createdText: formatDateTime(ticket.created_at),
+    dueText: formatDateTime(ticket.due_at),
+    isOpen: ticket.status === 'submitted' || ticket.status === 'in_progress',
+  })
+}
+
+module.exports = {
+  BILL_STATUS,
+  PAY_METHOD,
+  TICKET_KIND,
+  TICKET_STATUS,
+  TICKET_ACTION,
+  formatDateTime,
+  formatPeriod,
+  billView,
+  ticketView,
+}

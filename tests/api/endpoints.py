@@ -38,4 +38,15 @@ ENDPOINTS: list[Endpoint] = [
     # WeChat Pay: an unknown bill id is 404 for everyone; the auth scenarios are what this checks.
     Endpoint("POST", "payments", json={"bill_ids": [2147480000]}, ok=(404,)),
     Endpoint("GET", "payments/P000000000000unknown0", ok=(404,)),
+    # Tickets: each merchant files and lists its own; an unknown ticket id is 404 for everyone (another
+    # merchant's real ticket is checked in tests/api/test_mp_tickets.py).
+    Endpoint("GET", "tickets", other=(200,)),
+    Endpoint("GET", "tickets?status=open", other=(200,)),
+    Endpoint("POST", "tickets", json={"kind": "suggestion", "description": "希望延长夜间营业时间"}, ok=(201,),
+             other=(201,)),
+    Endpoint("GET", "tickets/2147480000", ok=(404,)),
+    Endpoint("POST", "tickets/2147480000/photos", json={}, ok=(404,)),
+    Endpoint("POST", "tickets/2147480000/cancel", json={}, ok=(404,)),
+    Endpoint("POST", "tickets/2147480000/reopen", json={"note": "还是坏的"}, ok=(404,)),
+    Endpoint("POST", "tickets/2147480000/rating", json={"rating": 5}, ok=(404,)),
 ]

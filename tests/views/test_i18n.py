@@ -1,7 +1,9 @@
 """Chinese by default, English on request; enum labels, app name, and a complete zh catalog."""
 import re
+from collections import Counter
 from pathlib import Path
 
+import pytest
 from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po
 
@@ -120,3 +122,11 @@ def test_datetimes_show_local_time_and_missing_values_are_blank(login_as, market
     page = login_as("leader").get(f"/leaseview/show/{lease.id}").get_data(as_text=True)
     assert format_local(lease.created_dt) in page  # Asia/Shanghai, to the minute
     assert "+00:00" not in page and ">None<" not in page
+
+
+@pytest.mark.parametrize("locale", ["zh", "en"])
+def test_catalogues_define_each_message_once(locale):
+    po = ROOT / "app" / "translations" / locale / "LC_MESSAGES" / "messages.po"
+    entries = re.findall(r'^(?:msgctxt "(.*)"\n)?msgid "(.*)"$', po.read_text(encoding="utf-8"), flags=re.M)
+    repeated = [msgid for (ctx, msgid), n in Counter(entries).items() if n > 1 and msgid]
+    assert repeated == []

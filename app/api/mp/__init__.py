@@ -9,6 +9,8 @@
   apispec + its marshmallow plugin from the schemas in app/api/schemas/; /api/mp/v1/docs shows it
   with the swagger-ui files bundled with Flask-AppBuilder.
 - paginate(stmt) answers {items, page, page_size, total}; rate_limit("10/minute") limits per client IP.
+- Bodies are limited to 64 KB; an upload view raises its own limit with @max_body(bytes) and documents
+  its form with @api_doc(..., body_content_type="multipart/form-data").
 
 Adding a resource module: create app/api/mp/<name>.py that imports `mp_api` from here, decorate each
 view with @mp_api.route, @api_doc and @merchant_required (in that order, outermost first), and add the
@@ -36,7 +38,8 @@ API_PREFIX = "/api/mp/v1"
 mp_api = Blueprint("mp_api", __name__, url_prefix=API_PREFIX)
 
 #: Modules that add routes to mp_api (imported by register()). The payments engineer appends theirs.
-RESOURCE_MODULES = ["app.api.mp.auth", "app.api.mp.me", "app.api.mp.bills", "app.api.mp.payments"]
+RESOURCE_MODULES = ["app.api.mp.auth", "app.api.mp.me", "app.api.mp.bills", "app.api.mp.payments",
+                    "app.api.mp.tickets"]
 
 #: Default (code, Chinese message) per HTTP status.
 STATUS_ERRORS = {
@@ -146,8 +149,21 @@ MAX_BODY_BYTES = 64 * 1024
 
 @mp_api.before_request
 def _limit_body_size():
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+    limit = getattr(current_app.view_functions.get(request.endpoint), "_mp_max_body", None) or MAX_BODY_BYTES
+    if callable(limit):
+        limit = limit()
+    if request.content_length is not None and request.content_length > limit:
         raise ApiError(413, "payload_too_large", "请求内容过大")
+
+
+def max_body(limit: int | Callable[[], int]) -> Callable:
+    """Let a view read bodies larger than MAX_BODY_BYTES (an upload): bytes, or a callable returning them."""
+
+    def decorate(view: Callable) -> Callable:
+        view._mp_max_body = limit
+        return view
+
+    return decorate
 
 
 def json_body(schema: Schema | None = None) -> dict[str, Any]:
@@ -245,16 +261,20 @@ def merchant_required(view: Callable) -> Callable:
 
 def api_doc(summary: str, *, tags: list[str] | None = None, body: type[Schema] | Schema | None = None,
             query: type[Schema] | Schema | None = None, response: type[Schema] | Schema | None = None,
-            status: int = 200, content_type: str = "application/json", errors: tuple[int, ...] = (),
-            also: tuple[int, ...] = (), description: str | None = None) -> Callable:
+            status: int = 200, content_type: str | tuple[str, ...] = "application/json",
+            errors: tuple[int, ...] = (), also: tuple[int, ...] = (), description: str | None = None,
+            body_content_type: str = "application/json") -> Callable:
     """Declare a view's operation for the OpenAPI document (apply under @mp_api.route).
 
-    `also`: other success statuses answered with the same body (POST /payments: 201 new, 200 reused)."""
+    `also`: other success statuses answered with the same body (POST /payments: 201 new, 200 reused).
+    `content_type`: one media type of the success answer, or several (an image: JPEG or PNG).
+    `body_content_type`: "multipart/form-data" for an upload (wx.uploadFile); the body schema then
+    describes the form fields (a file field carries metadata {"type": "string", "format": "binary"})."""
 
     def decorate(view: Callable) -> Callable:
         view._mp_doc = dict(summary=summary, tags=tags or [], body=body, query=query, response=response,
                             status=status, content_type=content_type, errors=errors, also=also,
-                            description=description)
+                            description=description, body_content_type=body_content_type)
         return view
 
     return decorate
@@ -331,15 +351,18 @@ def build_openapi(app) -> dict[str, Any]:
                 statuses |= {400, 403}  # 400 invalid_merchant_header, 403 not_bound / merchant_not_bound
             if doc["body"] is not None:
                 operation["requestBody"] = {"required": True,
-                                            "content": {"application/json": {"schema": doc["body"]}}}
+                                            "content": {doc["body_content_type"]: {"schema": doc["body"]}}}
                 statuses |= {400, 422}
+                if doc["body_content_type"] != "application/json":
+                    statuses |= {413, 415}
             if doc["query"] is not None:
                 statuses |= {422}
+            media_types = doc["content_type"] if isinstance(doc["content_type"], tuple) else (doc["content_type"],)
             if doc["response"] is not None:
-                ok = {"description": "OK", "content": {doc["content_type"]: {"schema": doc["response"]}}}
-            elif doc["content_type"] != "application/json":
-                ok = {"description": "OK", "content": {doc["content_type"]: {
-                    "schema": {"type": "string", "format": "binary"}}}}
+                ok = {"description": "OK", "content": {media: {"schema": doc["response"]} for media in media_types}}
+            elif media_types != ("application/json",):
+                ok = {"description": "OK", "content": {media: {"schema": {"type": "string", "format": "binary"}}
+                                                       for media in media_types}}
             else:
                 ok = {"description": "No content"}
             for ok_status in (doc["status"], *doc["also"]):

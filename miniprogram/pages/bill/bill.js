@@ -1,4 +1,4 @@
-// 账单详情：明细、滞纳金、缴费记录；缴费；已缴账单下载电子收据。
+// 账单详情：明细、滞纳金、缴费记录；缴费；已缴账单下载电子收据；对账单有疑问时提交投诉。
 const api = require('../../utils/api')
 const { formatFen } = require('../../utils/money')
 const { billView, formatDateTime, PAY_METHOD } = require('../../utils/format')
@@ -66,6 +66,13 @@ Page({
     } finally {
       this.setData({ paying: false })
     }
+  },
+
+  // 对账单有疑问：新建投诉，描述里写明账单编号
+  onQuestion() {
+    const bill = this.data.bill
+    if (!bill) return
+    wx.navigateTo({ url: `/pages/ticket-new/ticket-new?kind=complaint&bill=${encodeURIComponent(bill.number)}` })
   },
 
   async onDownloadReceipt() {

@@ -48,6 +48,100 @@ function defaultBills() {
   ]
 }
 
+const PHOTO_URL = BASE + '/ticket-photos/'
+const PHOTO_MAX_BYTES = 5 * 1024 * 1024
+const TICKET_OPEN = ['submitted', 'in_progress']
+const TICKET_STATUS_LABEL = { submitted: '待受理', in_progress: '处理中', resolved: '待确认', closed: '已关闭', cancelled: '已取消' }
+
+function ticketStateError(t, rule) {
+  return error(409, 'ticket_state', `工单${TICKET_STATUS_LABEL[t.status]}，${rule}`)
+}
+
+function photo(id, stage) {
+  return { id, stage, event: null }
+}
+
+function event(at, action, statusAfter, by, note, photoIds) {
+  return { at, action, status_after: statusAfter, by, note: note || null, photo_ids: photoIds || [] }
+}
+
+// 工单（created_at 越晚越新）：商户 12 的五张，商户 15 的一张
+function defaultTickets() {
+  return [
+    {
+      id: 71, merchant_id: 12, number: 'JJ-T261120-0001', kind: 'repair', urgency: 'urgent', title: '冷柜不制冷',
+      description: 'A-001 的冷柜从早上开始不制冷，蔬菜快放不住了。', status: 'in_progress', unit_id: 3, unit_code: 'A-001',
+      created_at: '2026-11-20T01:00:00+00:00', due_at: '2026-11-20T05:00:00+00:00', is_overdue: true,
+      assignee_name: '王师傅', accepted_at: '2026-11-20T01:30:00+00:00', resolved_at: null, closed_at: null,
+      rating: null, rating_comment: null,
+      photos: [photo(701, 'report'), photo(702, 'report'), photo(703, 'progress')],
+      events: [
+        event('2026-11-20T01:00:00+00:00', 'submitted', 'submitted', '商户', null, [701, 702]),
+        event('2026-11-20T01:30:00+00:00', 'assigned', 'in_progress', '刘经理', '已安排王师傅'),
+        event('2026-11-20T03:10:00+00:00', 'progress', 'in_progress', '王师傅', '压缩机损坏，配件明天到', [703]),
+      ],
+    },
+    {
+      // 没填标题：服务器取描述第一行的前 30 个字
+      id: 72, merchant_id: 12, number: 'JJ-T261121-0002', kind: 'complaint', urgency: 'normal',
+      title: '隔壁摊位每天早上把货堆在通道上，顾客和推车都过不去，已经说',
+      description: '隔壁摊位每天早上把货堆在通道上，顾客和推车都过不去，已经说过好几次了。',
+      status: 'submitted', unit_id: null, unit_code: null,
+      created_at: '2026-11-21T02:00:00+00:00', due_at: '2026-11-23T02:00:00+00:00', is_overdue: false,
+      assignee_name: null, accepted_at: null, resolved_at: null, closed_at: null, rating: null, rating_comment: null,
+      photos: [],
+      events: [event('2026-11-21T02:00:00+00:00', 'submitted', 'submitted', '商户')],
+    },
+    {
+      id: 73, merchant_id: 12, number: 'JJ-T261118-0003', kind: 'repair', urgency: 'normal', title: '水龙头漏水',
+      description: '摊位水池的水龙头关不紧。', status: 'resolved', unit_id: 3, unit_code: 'A-001',
+      created_at: '2026-11-18T00:00:00+00:00', due_at: '2026-11-20T00:00:00+00:00', is_overdue: false,
+      assignee_name: '王师傅', accepted_at: '2026-11-18T01:00:00+00:00', resolved_at: '2026-11-19T06:00:00+00:00',
+      closed_at: null, rating: null, rating_comment: null,
+      photos: [photo(731, 'report'), photo(732, 'result')],
+      events: [
+        event('2026-11-18T00:00:00+00:00', 'submitted', 'submitted', '商户', null, [731]),
+        event('2026-11-18T01:00:00+00:00', 'accepted', 'in_progress', '王师傅'),
+        event('2026-11-19T06:00:00+00:00', 'resolved', 'resolved', '王师傅', '已更换阀芯', [732]),
+      ],
+    },
+    {
+      id: 74, merchant_id: 12, number: 'JJ-T261101-0004', kind: 'suggestion', urgency: 'normal', title: '增加停车位',
+      description: '早市时段停车位不够。', status: 'closed', unit_id: null, unit_code: null,
+      created_at: '2026-11-01T00:00:00+00:00', due_at: '2026-11-08T00:00:00+00:00', is_overdue: false,
+      assignee_name: '刘经理', accepted_at: null, resolved_at: null, closed_at: '2026-11-03T00:00:00+00:00',
+      rating: null, rating_comment: null, photos: [],
+      events: [
+        event('2026-11-01T00:00:00+00:00', 'submitted', 'submitted', '商户'),
+        event('2026-11-03T00:00:00+00:00', 'closed', 'closed', '刘经理', '已在东侧增设 20 个车位'),
+      ],
+    },
+    {
+      id: 75, merchant_id: 12, number: 'JJ-T261031-0005', kind: 'repair', urgency: 'normal', title: '灯不亮',
+      description: '摊位上方的灯不亮。', status: 'cancelled', unit_id: 3, unit_code: 'A-001',
+      created_at: '2026-10-31T00:00:00+00:00', due_at: '2026-11-02T00:00:00+00:00', is_overdue: false,
+      assignee_name: null, accepted_at: null, resolved_at: null, closed_at: '2026-10-31T01:00:00+00:00',
+      rating: null, rating_comment: null, photos: [],
+      events: [
+        event('2026-10-31T00:00:00+00:00', 'submitted', 'submitted', '商户'),
+        event('2026-10-31T01:00:00+00:00', 'cancelled', 'cancelled', '商户', '自己修好了'),
+      ],
+    },
+    {
+      id: 81, merchant_id: 15, number: 'JJ-T261122-0006', kind: 'repair', urgency: 'normal', title: '排水沟堵塞',
+      description: '水产区排水沟堵塞。', status: 'submitted', unit_id: 9, unit_code: 'B-001',
+      created_at: '2026-11-22T00:00:00+00:00', due_at: '2026-11-24T00:00:00+00:00', is_overdue: false,
+      assignee_name: null, accepted_at: null, resolved_at: null, closed_at: null, rating: null, rating_comment: null,
+      photos: [], events: [event('2026-11-22T00:00:00+00:00', 'submitted', 'submitted', '商户')],
+    },
+  ]
+}
+
+// multipart 上传里的文件是否真是 JPEG / PNG（服务器看文件头，这里看测试登记的内容类型）
+function isImage(file) {
+  return file && (file.type === 'image/jpeg' || file.type === 'image/png')
+}
+
 class FakeApi {
   constructor() {
     this.requests = []
@@ -63,6 +157,10 @@ class FakeApi {
     this.nextOpenid = 'o-owner'
     this.confirmAfterPolls = 1 // 支付后第几次查询时账单才变为已缴（模拟微信支付通知的延迟）
     this.overrides = {}
+    this.tickets = defaultTickets()
+    this.nextTicketId = 90
+    this.nextPhotoId = 900
+    this.now = '2026-11-23T06:00:00+00:00'
     this.paymentLines = { 40: [{ id: 7, method: 'wechat', amount_fen: 0, paid_dt: '2026-10-10T02:03:00+00:00', receipt_no: 'SJ-2026-000040' }] }
   }
 
@@ -133,6 +231,14 @@ class FakeApi {
     if (key === 'POST /payments') return this.createPayment(req)
     m = /^GET \/payments\/([A-Za-z0-9]+)$/.exec(key)
     if (m) return this.getPayment(req, m[1])
+    if (key === 'GET /tickets') return this.listTickets(req)
+    if (key === 'POST /tickets') return this.createTicket(req)
+    m = /^GET \/tickets\/(\d+)$/.exec(key)
+    if (m) return this.getTicket(req, Number(m[1]))
+    m = /^POST \/tickets\/(\d+)\/photos$/.exec(key)
+    if (m) return this.addTicketPhoto(req, Number(m[1]))
+    m = /^POST \/tickets\/(\d+)\/(cancel|reopen|rating)$/.exec(key)
+    if (m) return this.changeTicket(req, Number(m[1]), m[2])
     return error(404, 'not_found', '请求的内容不存在')
   }
 
@@ -330,6 +436,159 @@ class FakeApi {
     }
   }
 
+  // ---- 工单 ----
+
+  unitsOf(merchantId) {
+    const merchant = this.merchants[merchantId]
+    return [{ id: merchantId === 12 ? 3 : 9, code: merchant.zone.code + '-001' }]
+  }
+
+  ticketItem(t) {
+    const keys = ['id', 'number', 'kind', 'urgency', 'title', 'status', 'unit_code', 'created_at', 'due_at', 'is_overdue']
+    const out = {}
+    keys.forEach((k) => { out[k] = t[k] })
+    out.photo_count = t.photos.length
+    return out
+  }
+
+  photoUrl(id) {
+    return PHOTO_URL + 'sig-' + id
+  }
+
+  ticketDetail(t) {
+    const data = Object.assign(this.ticketItem(t), {
+      description: t.description,
+      assignee_name: t.assignee_name,
+      accepted_at: t.accepted_at,
+      resolved_at: t.resolved_at,
+      closed_at: t.closed_at,
+      rating: t.rating,
+      rating_comment: t.rating_comment,
+      photos: t.photos.map((p) => ({ id: p.id, stage: p.stage, url: this.photoUrl(p.id) })),
+      events: t.events.map((e) => ({
+        at: e.at, action: e.action, note: e.note, status_after: e.status_after, by: e.by,
+        photos: e.photo_ids.map((id) => ({ id, url: this.photoUrl(id) })),
+      })),
+      can_cancel: TICKET_OPEN.includes(t.status),
+      can_rate: t.status === 'resolved',
+      can_reopen: t.status === 'resolved',
+    })
+    return { statusCode: 200, data }
+  }
+
+  findTicket(req, id) {
+    return this.tickets.find((t) => t.id === id && t.merchant_id === req.merchantId)
+  }
+
+  listTickets(req) {
+    const status = req.query.status
+    const page = Number(req.query.page || 1)
+    const pageSize = Number(req.query.page_size || 20)
+    if (status && !['open', 'resolved', 'closed'].includes(status)) {
+      return error(422, 'validation_failed', '提交的数据不正确', { fields: { status: ['Must be one of: open, resolved, closed.'] } })
+    }
+    const groups = { open: TICKET_OPEN, resolved: ['resolved'], closed: ['closed', 'cancelled'] }
+    const list = this.tickets
+      .filter((t) => t.merchant_id === req.merchantId && (!status || groups[status].includes(t.status)))
+      .sort((a, b) => (a.created_at < b.created_at ? 1 : a.created_at > b.created_at ? -1 : b.id - a.id))
+    const items = list.slice((page - 1) * pageSize, page * pageSize).map((t) => this.ticketItem(t))
+    return { statusCode: 200, data: { items, page, page_size: pageSize, total: list.length } }
+  }
+
+  createTicket(req) {
+    const body = req.data
+    if (!body || typeof body !== 'object' || Array.isArray(body)) return error(400, 'invalid_json', '请求体应为 JSON 对象')
+    const fields = {}
+    const allowed = ['kind', 'description', 'title', 'unit_id', 'urgency']
+    Object.keys(body).forEach((k) => { if (!allowed.includes(k)) fields[k] = ['Unknown field.'] })
+    if (!['repair', 'complaint', 'suggestion'].includes(body.kind)) fields.kind = ['Must be one of: repair, complaint, suggestion.']
+    if (typeof body.description !== 'string' || !body.description.trim()) fields.description = ['Missing data for required field.']
+    else if (body.description.length > 1000) fields.description = ['Longer than maximum length 1000.']
+    if (body.title !== undefined && body.title !== null && (typeof body.title !== 'string' || body.title.length > 60)) {
+      fields.title = ['Longer than maximum length 60.']
+    }
+    if (body.urgency !== undefined && !['normal', 'urgent'].includes(body.urgency)) fields.urgency = ['Must be one of: normal, urgent.']
+    if (body.unit_id !== undefined && body.unit_id !== null && !Number.isInteger(body.unit_id)) fields.unit_id = ['Not a valid integer.']
+    if (Object.keys(fields).length) return error(422, 'validation_failed', '提交的数据不正确', { fields })
+    let unit = null
+    if (body.unit_id !== undefined && body.unit_id !== null) {
+      unit = this.unitsOf(req.merchantId).find((u) => u.id === body.unit_id)
+      if (!unit) return error(422, 'unit_not_own', '所选摊位不属于本商户')
+    }
+    this.nextTicketId += 1
+    const id = this.nextTicketId
+    const description = body.description.trim()
+    // 没填标题：取描述第一行的前 30 个字
+    const title = body.title ? body.title.trim() : description.split('\n')[0].trim().slice(0, 30)
+    const ticket = {
+      id, merchant_id: req.merchantId, number: 'JJ-T261123-' + String(id).padStart(4, '0'), kind: body.kind,
+      urgency: body.urgency || 'normal', title, description,
+      status: 'submitted', unit_id: unit ? unit.id : null, unit_code: unit ? unit.code : null,
+      created_at: this.now, due_at: '2026-11-25T06:00:00+00:00', is_overdue: false,
+      assignee_name: null, accepted_at: null, resolved_at: null, closed_at: null, rating: null, rating_comment: null,
+      photos: [], events: [event(this.now, 'submitted', 'submitted', '商户')],
+    }
+    this.tickets.push(ticket)
+    const res = this.ticketDetail(ticket)
+    res.statusCode = 201
+    return res
+  }
+
+  getTicket(req, id) {
+    const t = this.findTicket(req, id)
+    if (!t) return error(404, 'ticket_not_found', '工单不存在')
+    return this.ticketDetail(t)
+  }
+
+  /** POST /tickets/{id}/photos：multipart/form-data，文件字段 file（由 wx.uploadFile 发出）。 */
+  addTicketPhoto(req, id) {
+    const t = this.findTicket(req, id)
+    if (!t) return error(404, 'ticket_not_found', '工单不存在')
+    if (!req.multipart) return error(415, 'unsupported_media_type', '请以 multipart/form-data 上传照片（字段名 file）')
+    if (!TICKET_OPEN.includes(t.status)) return ticketStateError(t, '不能再添加照片')
+    const file = req.files && req.files.file
+    if (!file) return error(422, 'validation_failed', '请选择要上传的照片', { fields: { file: ['缺少照片'] } })
+    if (file.size > PHOTO_MAX_BYTES) return error(413, 'photo_too_large', '照片不能超过 5 MB')
+    if (!isImage(file)) return error(415, 'photo_type', '只能上传 JPG 或 PNG 格式的照片')
+    if (t.photos.filter((p) => p.stage === 'report').length >= 9) return error(409, 'too_many_photos', '每个工单每个环节最多 9 张照片')
+    this.nextPhotoId += 1
+    const p = photo(this.nextPhotoId, 'report')
+    p.file = file
+    t.photos.push(p)
+    if (t.status === 'submitted' && t.events.length === 1) t.events[0].photo_ids.push(p.id)
+    return { statusCode: 201, data: { id: p.id, url: this.photoUrl(p.id) } }
+  }
+
+  changeTicket(req, id, action) {
+    const t = this.findTicket(req, id)
+    if (!t) return error(404, 'ticket_not_found', '工单不存在')
+    const body = req.data === undefined ? {} : req.data
+    if (!body || typeof body !== 'object' || Array.isArray(body)) return error(400, 'invalid_json', '请求体应为 JSON 对象')
+    const note = typeof body.note === 'string' ? body.note.trim() : ''
+    if (action === 'cancel') {
+      if (!TICKET_OPEN.includes(t.status)) return ticketStateError(t, '不能撤销')
+      Object.assign(t, { status: 'cancelled', closed_at: this.now, is_overdue: false })
+      t.events.push(event(this.now, 'cancelled', 'cancelled', '商户', note || null))
+    } else if (action === 'reopen') {
+      if (!note) return error(422, 'validation_failed', '提交的数据不正确', { fields: { note: ['Missing data for required field.'] } })
+      if (t.status !== 'resolved') return ticketStateError(t, '只有已处理的工单可以要求重新处理')
+      Object.assign(t, { status: 'in_progress', resolved_at: null })
+      t.events.push(event(this.now, 'reopened', 'in_progress', '商户', note))
+    } else {
+      const rating = body.rating
+      if (!Number.isInteger(rating) || rating < 1 || rating > 5) {
+        return error(422, 'validation_failed', '提交的数据不正确', { fields: { rating: ['Must be greater than or equal to 1 and less than or equal to 5.'] } })
+      }
+      if (body.comment !== undefined && (typeof body.comment !== 'string' || body.comment.length > 300)) {
+        return error(422, 'validation_failed', '提交的数据不正确', { fields: { comment: ['Longer than maximum length 300.'] } })
+      }
+      if (t.status !== 'resolved') return ticketStateError(t, '只有已处理的工单可以评价')
+      Object.assign(t, { status: 'closed', closed_at: this.now, rating, rating_comment: body.comment || null })
+      t.events.push(event(this.now, 'rated', 'closed', '商户', body.comment || null))
+    }
+    return this.ticketDetail(t)
+  }
+
   /** 用户在微信支付中付款（wx.requestPayment 成功时由测试调用）。 */
   payByParams(params) {
     const order = this.orders.find((o) => o.pay_params.package === params.package && o.pay_params.paySign === params.paySign
@@ -340,4 +599,4 @@ class FakeApi {
   }
 }
 
-module.exports = { FakeApi, BASE, error }
+module.exports = { FakeApi, BASE, PHOTO_URL, error }

@@ -1,4 +1,4 @@
-// 模拟的 wx：wx.request 交给 FakeApi 作答，其余接口记录调用。
+// 模拟的 wx：wx.request、wx.downloadFile、wx.uploadFile 交给 FakeApi 作答，其余接口记录调用。
 const { BASE } = require('./fakeApi')
 
 function parseUrl(url) {
@@ -26,6 +26,10 @@ function createWx(api, options = {}) {
   let fileSeq = 0
   const network = { down: false }
   const fakeWechatCalls = []
+  // 相册 / 相机里的照片：测试用 wx.queueMedia([{ size, type, sentSize }]) 排好下一次 chooseMedia 选中的照片
+  const media = {}
+  const mediaQueue = []
+  let mediaSeq = 0
 
   const wx = {
     env: { USER_DATA_PATH: 'http://usr' },
@@ -79,6 +83,48 @@ function createWx(api, options = {}) {
         return files[p]
       },
     }),
+    media,
+    queueMedia(list) {
+      mediaQueue.push(list.map((f) => {
+        mediaSeq += 1
+        const ext = f.type === 'image/png' ? 'png' : f.type === 'image/jpeg' ? 'jpg' : 'heic'
+        const tempFilePath = `http://tmp/photo-${mediaSeq}.${ext}`
+        const size = f.size === undefined ? 200 * 1024 : f.size
+        // sentSize：服务器收到的大小（默认同 chooseMedia 报告的 size）
+        media[tempFilePath] = { size, sentSize: f.sentSize === undefined ? size : f.sentSize, type: f.type || 'image/jpeg' }
+        return tempFilePath
+      }))
+    },
+    // 选图：按排好的照片作答（最多 count 张）；没有排好时如同用户取消
+    chooseMedia: jest.fn((req) => later(() => {
+      const paths = mediaQueue.shift()
+      if (!paths) {
+        if (req.fail) req.fail({ errMsg: 'chooseMedia:fail cancel' })
+        return
+      }
+      const tempFiles = paths.slice(0, req.count).map((p) => ({ tempFilePath: p, size: media[p].size, fileType: 'image' }))
+      req.success({ tempFiles, type: 'image' })
+    })),
+    // wx.uploadFile：multipart/form-data（除非调用方用 header 改掉了 Content-Type），文件放在 name 字段；
+    // 回答的 data 是字符串
+    uploadFile: jest.fn((req) => {
+      later(() => {
+        if (network.down) {
+          if (req.fail) req.fail({ errMsg: 'uploadFile:fail' })
+          return
+        }
+        const { path, query } = parseUrl(req.url)
+        const header = Object.assign({}, req.header)
+        const contentType = Object.keys(header).find((k) => k.toLowerCase() === 'content-type')
+        const multipart = !contentType || /multipart\/form-data/i.test(header[contentType])
+        const file = media[req.filePath]
+        const files = file && req.name ? { [req.name]: { path: req.filePath, size: file.sentSize, type: file.type } } : {}
+        const res = api.handle({ method: 'POST', path, query, header, data: Object.assign({}, req.formData), multipart, files })
+        const data = typeof res.data === 'string' ? res.data : JSON.stringify(res.data)
+        if (req.success) req.success({ statusCode: res.statusCode, data })
+      })
+    }),
+    previewImage: jest.fn((req) => later(() => req.success && req.success({ errMsg: 'previewImage:ok' }))),
     openDocument: jest.fn((req) => later(() => req.success && req.success({ errMsg: 'openDocument:ok' }))),
     login: jest.fn((req) => later(() => req.success({ code: api.issueCode(), errMsg: 'login:ok' }))),
     // 默认：用户确认付款，支付成功
@@ -97,11 +143,16 @@ function createWx(api, options = {}) {
     removeStorageSync: jest.fn((k) => { delete storage[k] }),
     clearStorageSync: jest.fn(() => Object.keys(storage).forEach((k) => delete storage[k])),
     showToast: jest.fn(),
-    showModal: jest.fn((req) => later(() => req.success && req.success({ confirm: options.confirm !== false, cancel: options.confirm === false }))),
+    // 默认：用户点确定；可编辑的对话框（editable）返回 options.modalInput 作为输入的文字
+    showModal: jest.fn((req) => later(() => req.success && req.success(Object.assign(
+      { confirm: options.confirm !== false, cancel: options.confirm === false },
+      req.editable ? { content: options.modalInput || '' } : {},
+    )))),
     showLoading: jest.fn(),
     hideLoading: jest.fn(),
     navigateTo: jest.fn(),
     redirectTo: jest.fn(),
+    navigateBack: jest.fn(),
     switchTab: jest.fn(),
     reLaunch: jest.fn(),
     stopPullDownRefresh: jest.fn(),
