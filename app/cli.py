@@ -66,6 +66,8 @@ def seed_demo(stalls, months):
             f"演示市场已生成：{result['units']} 个摊位、{result['merchants']} 户商户、"
             f"{result['leases']} 份租约、{result['meters']} 块表。"
         )
+    if result.get("tickets"):
+        click.echo(f"演示工单：{result['tickets']} 张（报修、投诉、建议，各种处理状态）。")
     if history.periods:
         click.echo(
             f"演示历史：账期 {'、'.join(history.periods)}，{history.readings} 条抄表读数，{history.bills} 张账单，"

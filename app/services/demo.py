@@ -13,6 +13,7 @@ from decimal import Decimal
 
 import sqlalchemy as sa
 from flask import current_app
+from flask_appbuilder.security.sqla.models import User
 
 from app.extensions import db
 from app.models import (
@@ -22,6 +23,7 @@ from app.models.enums import (
     BillingCycle, FeeKind, LeaseStatus, MarketKind, MeterType, PaymentMethod, PricingMode, RunStatus, UnitStatus,
 )
 from app.models.readings import ImportKind, MeterReading
+from app.models.tickets import Ticket
 from app.security import ADMIN, CLERK, FINANCE, LEADER, MANAGER, REPAIRER
 from app.services import audit
 from app.services.exceptions import Forbidden
@@ -84,7 +86,8 @@ def seed_demo(stalls: int = 300, rng_seed: int = 20261123, history_months: int =
     existing = db.session.scalar(sa.select(Market).where(Market.code == DEMO_MARKET_CODE))
     if existing is not None:
         history = seed_demo_history(existing, history_months, rng_seed) if history_months else DemoHistory()
-        return {"created": False, "market_id": existing.id, "history": history}
+        tickets = seed_demo_tickets(existing) if history_months else 0
+        return {"created": False, "market_id": existing.id, "history": history, "tickets": tickets}
     rng = random.Random(rng_seed)
     ensure_roles()
     market = Market(code=DEMO_MARKET_CODE, name="金江中心市场", kind=MarketKind.market,
@@ -114,8 +117,10 @@ def seed_demo(stalls: int = 300, rng_seed: int = 20261123, history_months: int =
     )
     db.session.flush()
     history = seed_demo_history(market, history_months, rng_seed) if history_months else DemoHistory()
+    tickets = seed_demo_tickets(market) if history_months else 0
     return {
         "created": True,
+        "tickets": tickets,
         "market_id": market.id,
         "units": len(units),
         "merchants": merchants,
@@ -126,6 +131,64 @@ def seed_demo(stalls: int = 300, rng_seed: int = 20261123, history_months: int =
         "users": [u[0] for u in DEMO_USERS],
         "history": history,
     }
+
+
+# --- tickets: a few in every state, through the ticket service ---------------------------------
+
+#: (merchant code, kind, urgency, hours ago, description, steps, photo colours). Steps: accept
+#: (assign to repairer1), progress, resolve, rate; photos go with the report.
+DEMO_TICKETS = [
+    ("M00001", "repair", "urgent", 2, "摊位上方的灯管不亮了，晚上看不清秤，麻烦尽快来修。", (), [(240, 200, 80)]),
+    ("M00002", "repair", "normal", 30, "水龙头漏水，地面一直是湿的。", ("accept", "progress"), [(80, 140, 220)]),
+    ("M00003", "complaint", "urgent", 7, "隔壁摊位占用通道堆货，顾客过不去。", (), []),
+    ("M00004", "complaint", "normal", 50, "公共厕所这两天没人打扫。", ("accept", "resolve"), []),
+    ("M00005", "suggestion", "normal", 20, "建议在市场入口加装一块电子屏，公布每日菜价。", (), []),
+    ("M00006", "repair", "normal", 120, "电表箱的门锁坏了。", ("accept", "progress", "resolve", "rate"), [(120, 120, 120)]),
+]
+
+
+def seed_demo_tickets(market: Market) -> int:
+    """File the demo's tickets (once) and take them through their states as staff and merchants would."""
+    from app.services import tickets
+    from app.utils.images import png_bytes
+
+    if db.session.scalar(sa.select(sa.func.count(Ticket.id)).where(Ticket.market_id == market.id)):
+        return 0
+    staff = {u.username: u for u in db.session.scalars(
+        sa.select(User).where(User.username.in_(["manager1", "manager2", "repairer1"])))}
+    now = now_utc()
+    created = 0
+    for code, kind, urgency, hours_ago, description, steps, colours in DEMO_TICKETS:
+        merchant = db.session.scalar(sa.select(Merchant).where(Merchant.market_id == market.id,
+                                                               Merchant.code == code))
+        if merchant is None:
+            continue
+        units = sorted(tickets.merchant_unit_ids(merchant))
+        at = now - timedelta(hours=hours_ago)
+        ticket = tickets.create_ticket(merchant, None, kind, description, unit_id=units[0] if units else None,
+                                       urgency=urgency, now=at)
+        for colour in colours:
+            tickets.add_photo(ticket, "report", png_bytes(64, 48, colour), "photo.png", "image/png", now=at)
+        manager = staff.get("manager1") if ticket.zone_id == _first_zone_id(market) else staff.get("manager2")
+        repairer = staff.get("repairer1")
+        step_at = at
+        for step in steps:
+            step_at += timedelta(hours=1)
+            if step == "accept" and manager is not None and repairer is not None:
+                tickets.assign_ticket(ticket.id, manager, repairer.id, now=step_at)
+            elif step == "progress" and repairer is not None:
+                tickets.add_progress(ticket.id, repairer, "已到现场查看，配件已领取，今天修好。", now=step_at)
+            elif step == "resolve" and repairer is not None:
+                tickets.resolve_ticket(ticket.id, repairer, "已处理完毕，请商户确认。", now=step_at)
+            elif step == "rate":
+                tickets.rate_ticket(ticket, None, 5, "修得很快，谢谢师傅", now=step_at)
+        created += 1
+    db.session.flush()
+    return created
+
+
+def _first_zone_id(market: Market) -> int | None:
+    return db.session.scalar(sa.select(Zone.id).where(Zone.market_id == market.id).order_by(Zone.code).limit(1))
 
 
 # --- history: readings, billing runs, payments and late fees, through the real services -------

@@ -71,11 +71,12 @@ def _counts():
     from app.models import AuditLog, Bill, BillingRun, LateFeeAccrual, LateFeeRule
     from app.models.payments import Payment, PaymentAllocation
     from app.models.readings import ImportBatch, MeterReading
+    from app.models.tickets import Ticket, TicketEvent, TicketPhoto
 
     return {
         model.__name__: db.session.scalar(sa.select(sa.func.count()).select_from(model))
         for model in (MeterReading, ImportBatch, BillingRun, Bill, Payment, PaymentAllocation, LateFeeAccrual,
-                      LateFeeRule, AuditLog, Merchant, Lease, Meter)
+                      LateFeeRule, AuditLog, Merchant, Lease, Meter, Ticket, TicketEvent, TicketPhoto)
     }
 
 
@@ -203,3 +204,22 @@ def test_walk_through_merchant_sees_its_unpaid_bills(app, fake_wechat):
     items = unpaid.get_json()["items"]
     assert len(items) == 2
     assert any(item.get("is_overdue") for item in items), items
+
+
+def test_demo_tickets_cover_every_state_and_are_filed_once(app):
+    from app.models.tickets import Ticket, TicketPhoto
+    from app.services.tickets import photo_path
+
+    seed_demo(stalls=40)
+    db.session.commit()
+    tickets = db.session.scalars(sa.select(Ticket).order_by(Ticket.id)).all()
+    assert {t.status.value for t in tickets} == {"submitted", "in_progress", "resolved", "closed"}
+    assert {t.kind.value for t in tickets} == {"repair", "complaint", "suggestion"}
+    assert [t.rating for t in tickets if t.status.value == "closed"] == [5]
+    assert all(t.assignee is not None and t.assignee.username == "repairer1"
+               for t in tickets if t.status.value != "submitted")
+    photos = db.session.scalars(sa.select(TicketPhoto)).all()
+    assert photos and all(photo_path(p).read_bytes().startswith(b"\x89PNG") for p in photos)
+    seed_demo(stalls=40)
+    db.session.commit()
+    assert db.session.scalar(sa.select(sa.func.count(Ticket.id))) == len(tickets)
