@@ -215,3 +215,17 @@ test('工单关闭后没有补充照片、取消等按钮', async () => {
     expect(page.querySelector(sel)).toBeFalsy()
   }
 })
+
+test('照片地址过期（加载失败）：重新读取工单换新地址，一分钟内只读一次', async () => {
+  const page = await openTicket(71)
+  const reads = () => api.requests.filter((r) => r.method === 'GET' && r.path === '/tickets/71').length
+  expect(reads()).toBe(1)
+  await page.instance.onPhotoError()
+  await flush()
+  expect(reads()).toBe(2)
+  await page.instance.onPhotoError()
+  await flush()
+  expect(reads()).toBe(2)
+  const wxml = fs.readFileSync(path.join(ROOT, 'pages/ticket/ticket.wxml'), 'utf8')
+  wxml.match(/<image[^>]*>/g).forEach((tag) => expect(tag).toContain('binderror="onPhotoError"'))
+})

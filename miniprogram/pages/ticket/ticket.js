@@ -4,6 +4,8 @@ const config = require('../../config')
 const { ticketView, formatDateTime, TICKET_ACTION, TICKET_STATUS } = require('../../utils/format')
 const { choosePhotos, uploadPhotos, failureText } = require('../../utils/photos')
 
+const PHOTO_RELOAD_INTERVAL_MS = 60 * 1000
+
 const NOTE_MAX = 500
 const COMMENT_MAX = 300
 const STARS = [1, 2, 3, 4, 5]
@@ -87,6 +89,14 @@ Page({
 
   show(ticket) {
     this.setData({ ticket: detailView(ticket), mode: '', note: '', rating: 0, comment: '' })
+  },
+
+  // 签名的照片地址 1 小时后失效：页面开着超过这个时间时图片加载失败，重新读取工单换新地址（每分钟至多一次）
+  onPhotoError() {
+    const now = Date.now()
+    if (this.photoReloadAt && now - this.photoReloadAt < PHOTO_RELOAD_INTERVAL_MS) return Promise.resolve()
+    this.photoReloadAt = now
+    return this.load()
   },
 
   onPreviewPhoto(e) {
