@@ -68,6 +68,9 @@ class Config:
     #: Reverse proxies in front of the app (nginx: 1). Their X-Forwarded-For/-Proto/-Host are trusted
     #: that many hops deep, so rate limits and logs see the client's address, not the proxy's.
     PROXY_FIX_HOPS = int(os.environ.get("PROXY_FIX_HOPS", "0"))
+    #: Subscribe-message template id (订阅消息模板 ID, from the mini-program admin console) of ticket
+    #: progress messages to merchants (docs/notifications.md). Empty: the messages are stored as skipped.
+    WECHAT_TEMPLATE_TICKET_PROGRESS = os.environ.get("WECHAT_TEMPLATE_TICKET_PROGRESS", "")
 
     # WeChat Pay API v3 (see docs/wechat-pay.md). WECHAT_ENV_FILE: a wechat.env (KEY=VALUE lines, e.g. the
     # fake server's var/fake_wechat/wechat.env) whose WECHAT_*/WECHATPAY_* values fill what the environment lacks.

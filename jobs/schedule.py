@@ -15,6 +15,8 @@ SCHEDULE: list[tuple[str, str, str, str]] = [
      "WeChat Pay: yesterday's trade bill against our payments"),
     ("jobs.alerts.retry_finance_alerts_job", "notifications", "*/3 * * * *",
      "Finance alerts: send the ones still pending (backoff per alert, capped attempts)"),
+    ("jobs.notifications.retry_merchant_notifications_job", "notifications", "*/3 * * * *",
+     "Merchant notifications: send the WeChat messages still pending (backoff, at most 6 attempts)"),
     ("jobs.latefees.accrue_late_fees_daily_job", "billing", "0 1 * * *",
      "Late fees: accrue today's late fees of every market (catches up missed days)"),
     ("jobs.billing.purge_billing_previews_job", "billing", "30 3 * * *",

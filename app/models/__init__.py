@@ -9,6 +9,7 @@ from app.models.leases import Lease, LeaseFee, lease_units
 from app.models.markets import Market, Zone, zone_managers
 from app.models.merchants import Merchant
 from app.models.meters import Meter, MeterReplacement
+from app.models.notifications import MerchantNotification
 from app.models.payments import Payment, PaymentAllocation, Refund
 from app.models.readings import ImportBatch, ImportRowError, MeterReading
 from app.models.tickets import Ticket, TicketEvent, TicketPhoto
@@ -40,6 +41,7 @@ __all__ = [
     "Merchant",
     "Meter",
     "MeterReplacement",
+    "MerchantNotification",
     "Ticket",
     "TicketEvent",
     "TicketPhoto",

@@ -18,8 +18,7 @@ from datetime import date, datetime, timedelta
 from typing import Iterable
 
 import sqlalchemy as sa
-from flask import current_app, has_app_context
-from flask_sqlalchemy.session import Session as FlaskSession
+from flask import current_app
 from sqlalchemy.orm.attributes import set_committed_value
 
 from app.extensions import db
@@ -27,6 +26,7 @@ from app.integrations.wecom import WeComAPIError, WeComRobot, WeComUnavailable
 from app.models.alerts import AlertKind, AlertSeverity, DeliveryStatus, FinanceAlert
 from app.services import audit
 from app.services.exceptions import NotFound
+from app.utils import after_commit
 from app.utils.dates import format_local, now_utc
 from app.utils.money import format_yuan
 
@@ -140,7 +140,7 @@ def raise_alert(kind: AlertKind, cause_key: str, ref_type: str, ref_id: int, tit
     db.session.flush()
     audit.record_bulk(db.session, market_id, "finance_alerts", f"财务告警：{alert.title}",
                       after={"alert_id": alert.id, "kind": kind.value, "ref_type": ref_type, "ref_id": ref_id})
-    db.session.info.setdefault(_SESSION_KEY, []).append(alert.id)
+    after_commit.note(db.session, _SESSION_KEY, alert.id)
     db.session.flush()
     return alert, True
 
@@ -384,23 +384,11 @@ def pending_alerts(now: datetime | None = None, limit: int = RETRY_BATCH) -> lis
 # --------------------------------------------------------------------------- after commit
 
 
-def _after_commit(session) -> None:
+def _queue_deliveries(ids: list[int]) -> None:
     """Queue the delivery of the alerts raised in the transaction that just committed."""
-    ids = session.info.pop(_SESSION_KEY, None)
-    if not ids or not has_app_context():
-        return
-    try:
-        from jobs.alerts import enqueue_deliveries
+    from jobs.alerts import enqueue_deliveries
 
-        enqueue_deliveries(sorted(set(ids)))
-    except Exception:  # the alert is stored; the periodic retry delivers it
-        log.exception("could not queue the delivery of finance alerts %s", ids)
+    enqueue_deliveries(ids)
 
 
-def _after_rollback(session) -> None:
-    session.info.pop(_SESSION_KEY, None)
-
-
-if not sa.event.contains(FlaskSession, "after_commit", _after_commit):
-    sa.event.listen(FlaskSession, "after_commit", _after_commit)
-    sa.event.listen(FlaskSession, "after_rollback", _after_rollback)
+after_commit.on_commit(_SESSION_KEY, _queue_deliveries, "finance alerts")

@@ -43,6 +43,7 @@ from app.models.tickets import (
 )
 from app.security import ADMIN, MANAGER, REPAIRER, user_role_names
 from app.services.exceptions import Conflict, DomainError, NotFound, ValidationFailed
+from app.services.notifications import notify_ticket_event
 from app.services.scope import visible_zone_ids
 from app.utils.dates import now_utc, to_local
 
@@ -454,8 +455,9 @@ def accept_ticket(ticket_id, user, assignee_id: int | None = None, now: datetime
     ticket.accepted_dt = now
     ticket.assignee_id = assignee.id if assignee is not None else getattr(user, "id", None)
     note = f"指派给 {staff_name(assignee)}" if assignee is not None and assignee.id != getattr(user, "id", None) else None
-    _event(ticket, TicketAction.accepted, note, user=user, now=now)
+    event = _event(ticket, TicketAction.accepted, note, user=user, now=now)
     db.session.flush()
+    notify_ticket_event(event)
     return ticket
 
 
@@ -469,8 +471,9 @@ def assign_ticket(ticket_id, user, assignee_id: int, now: datetime | None = None
         ticket.status = TicketStatus.in_progress
         ticket.accepted_dt = now
     ticket.assignee_id = assignee.id
-    _event(ticket, TicketAction.assigned, f"指派给 {staff_name(assignee)}", user=user, now=now)
+    event = _event(ticket, TicketAction.assigned, f"指派给 {staff_name(assignee)}", user=user, now=now)
     db.session.flush()
+    notify_ticket_event(event)
     return ticket
 
 
@@ -505,6 +508,7 @@ def resolve_ticket(ticket_id, user, note: str, photos: Iterable = (), now: datet
     db.session.flush()
     for part in parts:
         add_photo(ticket, PhotoStage.result, *part, event=event)
+    notify_ticket_event(event)
     return ticket
 
 
@@ -523,8 +527,9 @@ def close_ticket(ticket_id, user, note: str, now: datetime | None = None) -> Tic
         ticket.accepted_dt = now
     if ticket.resolved_dt is None:
         ticket.resolved_dt = now
-    _event(ticket, TicketAction.closed, note, user=user, now=now)
+    event = _event(ticket, TicketAction.closed, note, user=user, now=now)
     db.session.flush()
+    notify_ticket_event(event)
     return ticket
 
 
@@ -535,11 +540,14 @@ def close_resolved_tickets(now: datetime | None = None) -> int:
         sa.select(Ticket).where(Ticket.status == TicketStatus.resolved, Ticket.resolved_dt <= now - AUTO_CLOSE_AFTER)
         .order_by(Ticket.id).with_for_update(of=Ticket, skip_locked=True)
     ).scalars().all()
+    events = []
     for ticket in tickets:
         ticket.status = TicketStatus.closed
         ticket.closed_dt = now
-        _event(ticket, TicketAction.closed, "处理完成 7 天内商户未确认，系统自动关闭", now=now)
+        events.append(_event(ticket, TicketAction.closed, "处理完成 7 天内商户未确认，系统自动关闭", now=now))
     db.session.flush()
+    for event in events:
+        notify_ticket_event(event)
     return len(tickets)
 
 

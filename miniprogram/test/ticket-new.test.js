@@ -190,3 +190,34 @@ test('从账单进入：类别为投诉，描述写明账单编号', async () =>
   expect(page.instance.data.kind).toBe('complaint')
   expect(page.instance.data.description).toBe('关于账单 JJ-202610-000041：')
 })
+
+test('提交时先请求工单进度的订阅消息授权，再提交工单', async () => {
+  const page = await openNew()
+  typeDescription(page, '门口的下水道堵了')
+  await flush()
+  await submit(page)
+  expect(wx.requestSubscribeMessage).toHaveBeenCalledTimes(1)
+  expect(wx.requestSubscribeMessage.mock.calls[0][0].tmplIds).toEqual(['TPL-ticket-progress'])
+  const asked = wx.requestSubscribeMessage.mock.invocationCallOrder[0]
+  const postIndex = wx.request.mock.calls.findIndex(([req]) => req.method === 'POST' && /\/tickets$/.test(req.url))
+  expect(postIndex).toBeGreaterThanOrEqual(0)
+  expect(wx.request.mock.invocationCallOrder[postIndex]).toBeGreaterThan(asked)
+})
+
+test('用户拒绝订阅消息：工单照常提交；服务器没配置模板时不请求授权', async () => {
+  wx.subscribeAnswer = 'reject'
+  let page = await openNew()
+  typeDescription(page, '灯坏了')
+  await flush()
+  await submit(page)
+  expect(api.requests.filter((r) => r.method === 'POST' && r.path === '/tickets')).toHaveLength(1)
+
+  api.subscribeTemplates = {}
+  wx.requestSubscribeMessage.mockClear()
+  page = await openNew()
+  typeDescription(page, '水管漏水')
+  await flush()
+  await submit(page)
+  expect(wx.requestSubscribeMessage).not.toHaveBeenCalled()
+  expect(api.requests.filter((r) => r.method === 'POST' && r.path === '/tickets')).toHaveLength(2)
+})

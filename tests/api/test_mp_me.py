@@ -70,3 +70,11 @@ def test_assistants_cannot_change_the_profile(mp_client, market):
     assistant = mp_client.assistant(market.units_a[0])
     assert assistant.get("me").status_code == 200
     assert_error(assistant.patch("me", json={"notify_sms": False}), 403, "owner_required")
+
+
+def test_me_names_the_subscribe_templates_the_mini_program_must_request(app, mp_client, market, monkeypatch):
+    owner = mp_client.bound(market.merchants_a[0])
+    monkeypatch.setitem(app.config, "WECHAT_TEMPLATE_TICKET_PROGRESS", "TPL-ticket-1")
+    assert owner.get("me").get_json()["subscribe_templates"] == {"ticket_progress": "TPL-ticket-1"}
+    monkeypatch.setitem(app.config, "WECHAT_TEMPLATE_TICKET_PROGRESS", "")
+    assert owner.get("me").get_json()["subscribe_templates"] == {}

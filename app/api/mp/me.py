@@ -7,7 +7,7 @@ from app.api.mp import api_doc, json_body, merchant_required, mp_api
 from app.api.schemas.auth import binding_dump
 from app.api.schemas.me import MePatchSchema, MeSchema
 from app.extensions import db
-from app.services import mp_auth
+from app.services import mp_auth, notifications
 
 
 def _me() -> dict:
@@ -17,6 +17,7 @@ def _me() -> dict:
         "role": g.mp_binding.role.value,
         "units": mp_auth.merchant_units(merchant),
         "merchants": [binding_dump(b) for b in mp_auth.active_bindings(g.mp_user)],
+        "subscribe_templates": notifications.subscribe_templates(),
     })
 
 

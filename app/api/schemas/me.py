@@ -48,6 +48,10 @@ class MeSchema(Schema):
     units = fields.List(fields.Nested(UnitBriefSchema), required=True)
     merchants = fields.List(fields.Nested(BoundMerchantSchema), required=True,
                             metadata={"description": "Every merchant this WeChat user may act for (X-Merchant-Id)"})
+    subscribe_templates = fields.Dict(
+        keys=fields.String(), values=fields.String(), required=True,
+        metadata={"description": "Subscribe-message template ids by purpose (ticket_progress): pass them to "
+                                 "wx.requestSubscribeMessage, or WeChat refuses to deliver (43101)"})
 
 
 class MePatchSchema(Schema):

@@ -119,7 +119,8 @@ class FakeWeChat:
         self._server = make_server(self.host, self.port, self.wsgi_app, threaded=True)
         self.port = self._server.server_port
         self.creds.write_settings(self.base_url, self.app_notify_url,
-                                  extra={"FINANCE_ALERT_WEBHOOK_URL": self.wecom_webhook_url})
+                                  extra={"FINANCE_ALERT_WEBHOOK_URL": self.wecom_webhook_url,
+                                         "WECHAT_TEMPLATE_TICKET_PROGRESS": wechat_api.TICKET_PROGRESS_TEMPLATE_ID})
 
     def start(self) -> "FakeWeChat":
         """Serve in a background thread."""

@@ -19,6 +19,9 @@ if TYPE_CHECKING:
     from .server import FakeWeChat
 
 TOKEN_TTL_SECONDS = 7200
+#: Subscribe-message template id written to wechat.env as WECHAT_TEMPLATE_TICKET_PROGRESS (the fake
+#: accepts any non-empty template id; this one names the ticket progress template of the demo).
+TICKET_PROGRESS_TEMPLATE_ID = "FAKE-TPL-ticket-progress"
 _PHONE = re.compile(r"^\d{5,15}$")
 
 

@@ -16,6 +16,7 @@ const PLACEHOLDERS = {
 
 Page({
   data: {
+    ticketTemplate: '',
     kinds: KINDS,
     kind: 'repair',
     urgent: false,
@@ -52,6 +53,7 @@ Page({
       const me = await api.get('/me')
       const units = me.units || []
       this.setData({
+        ticketTemplate: (me.subscribe_templates || {}).ticket_progress || '',
         units,
         unitOptions: ['不指定摊位'].concat(units.map((u) => (u.zone && u.zone.name ? `${u.code}（${u.zone.name}）` : u.code))),
       })
@@ -116,6 +118,16 @@ Page({
     return body
   },
 
+  // 受理、处理完成、关闭时用订阅消息通知商户：微信只允许在点击时请求授权，所以在提交时先请求。
+  // 用户拒绝也照常提交（只是收不到通知）。
+  requestSubscription() {
+    const tmplId = this.data.ticketTemplate
+    if (!tmplId || typeof wx.requestSubscribeMessage !== 'function') return Promise.resolve()
+    return new Promise((resolve) => {
+      wx.requestSubscribeMessage({ tmplIds: [tmplId], complete: () => resolve() })
+    })
+  },
+
   async onSubmit() {
     if (this.data.submitting) return
     const problem = this.validate()
@@ -124,6 +136,7 @@ Page({
       return
     }
     this.setData({ submitting: true })
+    await this.requestSubscription()
     let ticket
     try {
       ticket = await api.post('/tickets', this.body())

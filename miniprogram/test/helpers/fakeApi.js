@@ -144,6 +144,7 @@ function isImage(file) {
 
 class FakeApi {
   constructor() {
+    this.subscribeTemplates = { ticket_progress: 'TPL-ticket-progress' }
     this.requests = []
     this.codes = 0
     this.tokens = {} // token -> openid
@@ -288,6 +289,7 @@ class FakeApi {
         merchant: Object.assign({}, merchant),
         units: [{ id: 3, code: merchant.zone.code + '-001', floor: '1', category: '蔬菜', area_m2: '12.0000', zone: merchant.zone }],
         merchants: this.boundMerchants(req.openid),
+        subscribe_templates: Object.assign({}, this.subscribeTemplates),
       },
     }
   }

@@ -124,6 +124,17 @@ function createWx(api, options = {}) {
         if (req.success) req.success({ statusCode: res.statusCode, data })
       })
     }),
+    // 订阅消息授权：默认用户同意；测试可改为 reject
+    subscribeAnswer: 'accept',
+    requestSubscribeMessage: jest.fn(function (req) {
+      const answer = this.subscribeAnswer
+      later(() => {
+        const res = { errMsg: 'requestSubscribeMessage:ok' }
+        req.tmplIds.forEach((id) => { res[id] = answer })
+        if (req.success) req.success(res)
+        if (req.complete) req.complete(res)
+      })
+    }),
     previewImage: jest.fn((req) => later(() => req.success && req.success({ errMsg: 'previewImage:ok' }))),
     openDocument: jest.fn((req) => later(() => req.success && req.success({ errMsg: 'openDocument:ok' }))),
     login: jest.fn((req) => later(() => req.success({ code: api.issueCode(), errMsg: 'login:ok' }))),
