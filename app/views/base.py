@@ -11,11 +11,13 @@ from flask_appbuilder.fields import EnumField
 from flask_appbuilder.fieldwidgets import BS3TextFieldWidget, Select2Widget
 from flask_appbuilder.security.decorators import has_access, protect
 from flask_appbuilder.urltools import get_filter_args as fab_get_filter_args
+from flask_appbuilder.widgets import ListWidget
 from flask_babel import LazyString
 from flask_babel import lazy_gettext as _
 import sqlalchemy as sa
 from wtforms import StringField, validators
 
+from app.extensions import db
 from app.models.enums import LabeledEnum
 from app.services.scope import ZoneScopeFilter, ZoneScopeViolation
 from app.services.exports import export_query_xlsx, is_money_column
@@ -143,6 +145,35 @@ def _plain_decimal(value):
     if isinstance(value, Decimal):
         return format(value.normalize(), "f")
     return "" if value is None else value
+
+
+class OverdueListWidget(ListWidget):
+    """FAB's list with overdue rows drawn in red (template args from OverdueRowsMixin)."""
+
+    template = "widgets/overdue_list.html"
+
+
+class OverdueRowsMixin:
+    """A list view whose overdue rows are drawn in red: overdue_condition() is the SQL condition on the
+    model that marks a row overdue; row_kind names the rows' CSS class and data attribute."""
+
+    list_widget = OverdueListWidget
+    row_kind = "row"
+    overdue_legend = ""
+
+    def overdue_condition(self):
+        raise NotImplementedError
+
+    def _get_list_widget(self, *args, **kwargs):
+        widgets = super()._get_list_widget(*args, **kwargs)
+        widget = widgets["list"]
+        pks = [pk for pk in (widget.template_args.get("pks") or []) if pk is not None]
+        overdue = set()
+        if pks:
+            model = self.datamodel.obj
+            overdue = set(db.session.scalars(sa.select(model.id).where(model.id.in_(pks), self.overdue_condition())))
+        widget.template_args.update(overdue_ids=overdue, row_kind=self.row_kind, overdue_legend=self.overdue_legend)
+        return widgets
 
 
 class ScopedModelView(ModelView):

@@ -9,7 +9,6 @@ from flask import abort, flash, jsonify, redirect, request, url_for
 from flask_appbuilder import BaseView, expose, has_access
 from flask_appbuilder.actions import action
 from flask_appbuilder.models.sqla.interface import SQLAInterface
-from flask_appbuilder.widgets import ListWidget
 from flask_babel import lazy_gettext as _
 from flask_login import current_user
 from flask_wtf import FlaskForm
@@ -28,7 +27,7 @@ from app.services.exceptions import DomainError
 from app.services.scope import ZoneScopeFilter, scope_query, visible_zone_ids
 from app.utils.dates import format_local, parse_period, period_str, today_local
 from app.utils.money import format_yuan, parse_yuan
-from app.views.base import ScopedModelView
+from app.views.base import OverdueRowsMixin, ScopedModelView
 
 PREVIEW_PAGE_SIZE = 20
 MISSING_SHOWN = 200
@@ -240,12 +239,6 @@ KIND_LABELS = {
 # --------------------------------------------------------------------------------------------
 
 
-class OverdueListWidget(ListWidget):
-    """FAB's list, with overdue rows (OverdueRows.ids) drawn in red."""
-
-    template = "billing/bill_list_widget.html"
-
-
 class AdjustmentLineForm(Form):
     description = StringField(_("Description"), [validators.Optional(), validators.Length(max=200)])
     amount = StringField(_("Amount (yuan, negative for a credit)"), [validators.Optional()])
@@ -290,7 +283,7 @@ BILL_LABELS = {
 }
 
 
-class BillView(ScopedModelView):
+class BillView(OverdueRowsMixin, ScopedModelView):
     """Bills (账单), zone-scoped; overdue rows in red; detail page with lines, payments and late fees."""
 
     datamodel = SQLAInterface(Bill)
@@ -309,7 +302,8 @@ class BillView(ScopedModelView):
     order_columns = ["number", "period", "amount_fen", "due_date", "status"]
     base_order = ("id", "desc")
     base_permissions = ["can_list", "can_show", "can_export", "can_void", "can_adjust"]
-    list_widget = OverdueListWidget
+    row_kind = "bill"
+    overdue_legend = _("Red: overdue (past the due date and not fully paid)")
     formatters_columns = {"period": _period}  # money columns: yuan, from ScopedModelView
     search_form_query_rel_fields = {
         "zone": [["id", ZoneScopeFilter, lambda: None]],
@@ -318,17 +312,8 @@ class BillView(ScopedModelView):
     }
     method_permission_name = {"adjust_reading": "adjust"}
 
-    def _get_list_widget(self, *args, **kwargs):
-        widgets = super()._get_list_widget(*args, **kwargs)
-        widget = widgets["list"]
-        pks = [pk for pk in (widget.template_args.get("pks") or []) if pk is not None]
-        overdue = set()
-        if pks:
-            overdue = set(db.session.scalars(
-                sa.select(Bill.id).where(Bill.id.in_(pks), billing.overdue_clause())
-            ))
-        widget.template_args["overdue_ids"] = overdue
-        return widgets
+    def overdue_condition(self):
+        return billing.overdue_clause()
 
     def _bill_or_404(self, pk) -> Bill:
         item = self.datamodel.get(pk, self._base_filters)

@@ -9,7 +9,6 @@ from flask import abort, flash, redirect, request, send_file, url_for
 from flask_appbuilder import expose, has_access
 from flask_appbuilder.models.filters import BaseFilter
 from flask_appbuilder.models.sqla.interface import SQLAInterface
-from flask_appbuilder.widgets import ListWidget
 from flask_babel import lazy_gettext as _
 from flask_login import current_user
 from flask_wtf import FlaskForm
@@ -23,7 +22,7 @@ from app.services.exceptions import DomainError, NotFound
 from app.services.scope import ZoneScopeFilter
 from app.services.tickets import visible_tickets_clause
 from app.utils.dates import format_local, now_utc
-from app.views.base import ScopedModelView
+from app.views.base import OverdueRowsMixin, ScopedModelView
 
 #: Photos a staff member may attach to one progress note or resolution.
 MAX_PHOTOS_PER_UPLOAD = 9
@@ -40,12 +39,6 @@ class TicketScopeFilter(BaseFilter):
     def apply(self, query, value):
         condition = visible_tickets_clause(current_user)
         return query if condition is None else query.filter(condition)
-
-
-class TicketListWidget(ListWidget):
-    """FAB's list, with overdue open tickets (overdue_ids) drawn in red."""
-
-    template = "tickets/list_widget.html"
 
 
 class AssignForm(FlaskForm):
@@ -83,7 +76,7 @@ LABELS = {
 }
 
 
-class TicketView(ScopedModelView):
+class TicketView(OverdueRowsMixin, ScopedModelView):
     """Tickets (工单): list with filters and export; the ticket page with photos, timeline and actions."""
 
     datamodel = SQLAInterface(Ticket)
@@ -100,7 +93,8 @@ class TicketView(ScopedModelView):
     base_order = ("id", "desc")
     base_permissions = ["can_list", "can_show", "can_export", "can_photo", "can_assign", "can_progress",
                         "can_resolve", "can_close"]
-    list_widget = TicketListWidget
+    row_kind = "ticket"
+    overdue_legend = _("Red: overdue (still open after the due time)")
     search_form_query_rel_fields = {
         "zone": [["id", ZoneScopeFilter, lambda: None]],
         "merchant": [["id", ZoneScopeFilter, lambda: None]],
@@ -113,17 +107,8 @@ class TicketView(ScopedModelView):
         self.base_filters = [["id", TicketScopeFilter, lambda: None]]
         self._base_filters = self.datamodel.get_filters().add_filter_list(self.base_filters)
 
-    def _get_list_widget(self, *args, **kwargs):
-        widgets = super()._get_list_widget(*args, **kwargs)
-        widget = widgets["list"]
-        pks = [pk for pk in (widget.template_args.get("pks") or []) if pk is not None]
-        overdue = set()
-        if pks:
-            overdue = set(db.session.scalars(
-                sa.select(Ticket.id).where(Ticket.id.in_(pks), ticket_service.overdue_clause(now_utc()))
-            ))
-        widget.template_args["overdue_ids"] = overdue
-        return widgets
+    def overdue_condition(self):
+        return ticket_service.overdue_clause(now_utc())
 
     def _ticket_or_404(self, pk) -> Ticket:
         ticket = self.datamodel.get(pk, self._base_filters)
@@ -246,23 +231,17 @@ class TicketView(ScopedModelView):
     @has_access
     def progress(self, pk):
         """Add a progress note with up to nine photos."""
-        ticket = self._ticket_or_404(pk)
-        form = NoteForm()
-        if not form.validate():
-            return self._form_errors(ticket, form)
-        files = self._files()
-        if files is None:
-            return redirect(url_for(".show", pk=ticket.id))
-        try:
-            ticket_service.add_progress(ticket.id, current_user, form.note.data, photos=files)
-        except DomainError as exc:
-            return self._failed(ticket, exc)
-        return self._done(ticket, _("Progress added."))
+        return self._note_with_photos(pk, ticket_service.add_progress, lambda ticket: _("Progress added."))
 
     @expose("/resolve/<pk>", methods=["POST"])
     @has_access
     def resolve(self, pk):
         """Mark the ticket resolved, with a note and result photos; the merchant then confirms."""
+        return self._note_with_photos(pk, ticket_service.resolve_ticket,
+                                      lambda ticket: _("Ticket %(number)s marked resolved.", number=ticket.number))
+
+    def _note_with_photos(self, pk, action, done_message):
+        """Run a staff action that takes a note and uploaded photos, then back to the ticket page."""
         ticket = self._ticket_or_404(pk)
         form = NoteForm()
         if not form.validate():
@@ -271,10 +250,10 @@ class TicketView(ScopedModelView):
         if files is None:
             return redirect(url_for(".show", pk=ticket.id))
         try:
-            ticket_service.resolve_ticket(ticket.id, current_user, form.note.data, photos=files)
+            action(ticket.id, current_user, form.note.data, photos=files)
         except DomainError as exc:
             return self._failed(ticket, exc)
-        return self._done(ticket, _("Ticket %(number)s marked resolved.", number=ticket.number))
+        return self._done(ticket, done_message(ticket))
 
     @expose("/close/<pk>", methods=["POST"])
     @has_access
