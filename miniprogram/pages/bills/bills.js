@@ -1,10 +1,10 @@
 // 账单：未缴 / 逾期 / 已缴，分页加载，勾选未缴账单一键缴费。
 const api = require('../../utils/api')
-const config = require('../../config')
 const session = require('../../utils/session')
 const { formatFen, sumFen } = require('../../utils/money')
 const { billView } = require('../../utils/format')
 const { payBills } = require('../../utils/pay')
+const { loadStatusPage } = require('../../utils/paged')
 
 const TABS = [
   { key: 'unpaid', label: '未缴' },
@@ -73,25 +73,8 @@ Page({
     return this.loadPage(1)
   },
 
-  async loadPage(page) {
-    const status = this.data.status
-    this.setData({ loading: true })
-    try {
-      const data = await api.get(`/bills?status=${status}&page=${page}&page_size=${config.PAGE_SIZE}`)
-      if (status !== this.data.status) return // 加载期间切换了标签
-      const items = (page === 1 ? [] : this.data.items).concat(data.items.map(billView))
-      this.setData({
-        items,
-        page,
-        total: data.total,
-        hasMore: items.length < data.total,
-        loaded: true,
-      })
-    } catch (err) {
-      this.setData({ loaded: true })
-    } finally {
-      this.setData({ loading: false })
-    }
+  loadPage(page) {
+    return loadStatusPage(this, '/bills', billView, page)
   },
 
   onBillTap(e) {

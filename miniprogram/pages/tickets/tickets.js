@@ -1,7 +1,7 @@
 // 报修：处理中 / 待确认 / 已关闭的工单（报修、投诉、建议），分页加载；新建工单。
 const api = require('../../utils/api')
-const config = require('../../config')
 const { ticketView } = require('../../utils/format')
+const { loadStatusPage } = require('../../utils/paged')
 
 const TABS = [
   { key: 'open', label: '处理中' },
@@ -61,25 +61,8 @@ Page({
     return this.loadPage(1)
   },
 
-  async loadPage(page) {
-    const status = this.data.status
-    this.setData({ loading: true })
-    try {
-      const data = await api.get(`/tickets?status=${status}&page=${page}&page_size=${config.PAGE_SIZE}`)
-      if (status !== this.data.status) return // 加载期间切换了标签
-      const items = (page === 1 ? [] : this.data.items).concat(data.items.map(ticketView))
-      this.setData({
-        items,
-        page,
-        total: data.total,
-        hasMore: items.length < data.total,
-        loaded: true,
-      })
-    } catch (err) {
-      this.setData({ loaded: true })
-    } finally {
-      this.setData({ loading: false })
-    }
+  loadPage(page) {
+    return loadStatusPage(this, '/tickets', ticketView, page)
   },
 
   onTicketTap(e) {
