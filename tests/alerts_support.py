@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from app.extensions import db
 from app.models.alerts import FinanceAlert
-from app.queues import get_queue, get_redis, is_embedded
+from tests.queue_support import deliver_queued  # noqa: F401  (used by the fixtures here and the tests)
 
 
 @pytest.fixture
@@ -28,19 +28,6 @@ def robot(app, fake_wechat):
     app.config["FINANCE_ALERT_WEBHOOK_URL"] = previous
     fake_wechat.configure_wecom(rate_limit_per_minute=20)
     fake_wechat.clear_wecom()
-
-
-def deliver_queued() -> None:
-    """Run the alert deliveries queued after the commits so far."""
-    from rq import SimpleWorker
-
-    from jobs.alerts import wait_for_local_deliveries
-
-    if is_embedded():
-        wait_for_local_deliveries()
-    else:
-        SimpleWorker([get_queue("notifications")], connection=get_redis()).work(burst=True)
-    db.session.expire_all()
 
 
 def all_alerts() -> list[FinanceAlert]:

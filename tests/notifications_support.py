@@ -18,7 +18,7 @@ from app.integrations.fake_wechat.wechat_api import TICKET_PROGRESS_TEMPLATE_ID
 from app.models import MerchantBinding, WeChatUser
 from app.models.notifications import MerchantNotification
 from app.models.wechat_users import BindingMethod, BindingRole
-from app.queues import get_queue, get_redis, is_embedded
+from tests.queue_support import deliver_queued  # noqa: F401  (used by the fixtures here and the tests)
 
 
 @pytest.fixture
@@ -31,19 +31,6 @@ def subscribe(app, fake_wechat):
     deliver_queued()
     app.config.update(previous)
     fake_wechat.clear_messages()
-
-
-def deliver_queued() -> None:
-    """Run the notification deliveries queued after the commits so far."""
-    from rq import SimpleWorker
-
-    from jobs.notifications import wait_for_local_deliveries
-
-    if is_embedded():
-        wait_for_local_deliveries()
-    else:
-        SimpleWorker([get_queue("notifications")], connection=get_redis()).work(burst=True)
-    db.session.expire_all()
 
 
 def bind(merchant, openid: str | None = None, revoked: bool = False) -> WeChatUser:

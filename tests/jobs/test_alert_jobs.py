@@ -4,24 +4,14 @@ from __future__ import annotations
 from datetime import timedelta
 
 import sqlalchemy as sa
-from rq import SimpleWorker
 
 from app.extensions import db
 from app.models.alerts import AlertKind, DeliveryStatus, FinanceAlert
-from app.queues import get_queue, get_redis, is_embedded
 from app.services import alerts
 from app.utils.dates import now_utc
 from jobs.alerts import deliver_alert_job, retry_finance_alerts_job
 from tests.alerts_support import all_alerts, deliver_queued, robot  # noqa: F401
-
-
-def _run(func, *args):
-    queue = get_queue("notifications")
-    job = queue.enqueue(func, *args)
-    if not is_embedded():
-        SimpleWorker([queue], connection=get_redis()).work(burst=True)
-    job.refresh()
-    return job.return_value()
+from tests.queue_support import run_notifications_job
 
 
 def _raise_quietly(app, n=1):
@@ -48,7 +38,7 @@ def test_commit_queues_one_delivery(app, market, robot):
     [alert] = all_alerts()
     assert alert.wecom_status == DeliveryStatus.sent
     assert [m["content"].count("R-JOB-7") for m in robot.wecom_messages()] == [1]
-    assert _run(deliver_alert_job, alert.id) == "already_sent"
+    assert run_notifications_job(deliver_alert_job, alert.id) == "already_sent"
     assert len(robot.wecom_messages()) == 1
 
 
@@ -56,20 +46,20 @@ def test_retry_job_sends_pending_alerts_once_after_an_outage(app, market, robot)
     [first, second] = _raise_quietly(app, 2)
     robot.configure_wecom(rate_limit_per_minute=1)  # the robot takes one message, then answers 45009
 
-    counts = _run(retry_finance_alerts_job)
+    counts = run_notifications_job(retry_finance_alerts_job)
 
     assert counts == {"sent": 1, "rate_limited": 1}
     rows = {a.id: a for a in all_alerts()}
     assert rows[first].wecom_status == DeliveryStatus.sent
     assert rows[second].wecom_status == DeliveryStatus.pending and rows[second].wecom_last_error.startswith("45009")
-    assert _run(retry_finance_alerts_job) == {}  # still backing off
+    assert run_notifications_job(retry_finance_alerts_job) == {}  # still backing off
 
     robot.clear_wecom()
     db.session.execute(sa.update(FinanceAlert).where(FinanceAlert.id == second)
                        .values(wecom_next_dt=now_utc() - timedelta(seconds=1)))
     db.session.commit()
-    assert _run(retry_finance_alerts_job) == {"sent": 1}
-    assert _run(retry_finance_alerts_job) == {}
+    assert run_notifications_job(retry_finance_alerts_job) == {"sent": 1}
+    assert run_notifications_job(retry_finance_alerts_job) == {}
 
     [message] = robot.wecom_messages()
     assert "P-JOB-001" in message["content"]
@@ -80,7 +70,7 @@ def test_retry_job_stops_when_the_robot_is_down(app, market, robot):
     _raise_quietly(app, 3)
     app.config["FINANCE_ALERT_WEBHOOK_URL"] = f"http://127.0.0.1:9/cgi-bin/webhook/send?key={robot.wecom_key}"
 
-    assert _run(retry_finance_alerts_job) == {"unavailable": 1}
+    assert run_notifications_job(retry_finance_alerts_job) == {"unavailable": 1}
 
     attempts = sorted(a.wecom_attempts for a in all_alerts())
     assert attempts == [0, 0, 1]
@@ -88,7 +78,7 @@ def test_retry_job_stops_when_the_robot_is_down(app, market, robot):
 
 def test_retry_job_does_nothing_without_a_channel(app, market):
     _raise_quietly(app, 1)
-    assert _run(retry_finance_alerts_job) == {}
+    assert run_notifications_job(retry_finance_alerts_job) == {}
     [alert] = all_alerts()
     assert alert.wecom_status == DeliveryStatus.pending and alert.wecom_attempts == 0
 

@@ -5,28 +5,18 @@ from __future__ import annotations
 from datetime import timedelta
 
 import sqlalchemy as sa
-from rq import SimpleWorker
 
 from app.extensions import db
 from app.integrations.wechat import WeChatAPIError
 from app.models.notifications import MerchantNotification, NotificationStatus
-from app.queues import get_queue, get_redis, is_embedded
 from app.services import notifications
 from app.services import tickets as svc
 from app.utils.dates import now_utc
 from jobs.notifications import deliver_merchant_notification_job, retry_merchant_notifications_job
 from tests.notifications_support import all_notifications, bind, deliver_queued, messages_to, subscribe  # noqa: F401
+from tests.queue_support import run_notifications_job
 
 DOWN = "http://127.0.0.1:9/"  # nothing listens on the discard port: WeChat is unreachable
-
-
-def _run(func, *args):
-    queue = get_queue("notifications")
-    job = queue.enqueue(func, *args)
-    if not is_embedded():
-        SimpleWorker([queue], connection=get_redis()).work(burst=True)
-    job.refresh()
-    return job.return_value()
 
 
 def _accepted_ticket(market, merchant=None):
@@ -50,7 +40,7 @@ def test_commit_queues_one_delivery(app, market, subscribe):
 
     [row] = all_notifications()
     assert row.status == NotificationStatus.sent
-    assert _run(deliver_merchant_notification_job, row.id) == "already_sent"
+    assert run_notifications_job(deliver_merchant_notification_job, row.id) == "already_sent"
     [message] = messages_to(subscribe, user.openid)
     assert message["data"]["phrase3"] == {"value": "已受理"}
 
@@ -64,13 +54,13 @@ def test_unreachable_wechat_leaves_it_pending_then_the_retry_delivers_it_once(ap
     [row] = all_notifications()
     assert (row.status, row.attempts) == (NotificationStatus.pending, 1)
     assert row.last_error.startswith("无法连接微信") and row.next_dt > now_utc()
-    assert _run(retry_merchant_notifications_job) == {}  # still backing off
+    assert run_notifications_job(retry_merchant_notifications_job) == {}  # still backing off
     assert messages_to(subscribe, user.openid) == []
 
     app.config["WECHAT_API_BASE"] = up
     _due_now()
-    assert _run(retry_merchant_notifications_job) == {"sent": 1}
-    assert _run(retry_merchant_notifications_job) == {}
+    assert run_notifications_job(retry_merchant_notifications_job) == {"sent": 1}
+    assert run_notifications_job(retry_merchant_notifications_job) == {}
 
     [row] = all_notifications()
     assert (row.status, row.attempts, row.last_error, row.next_dt) == (NotificationStatus.sent, 2, None, None)
@@ -84,7 +74,7 @@ def test_retry_stops_at_the_first_outage(app, market, subscribe):
     _accepted_ticket(market)
     _due_now()
 
-    assert _run(retry_merchant_notifications_job) == {"unavailable": 1}
+    assert run_notifications_job(retry_merchant_notifications_job) == {"unavailable": 1}
     assert [r.attempts for r in all_notifications()] == [2, 1]
 
 
@@ -94,11 +84,11 @@ def test_it_gives_up_after_six_attempts(app, market, subscribe):
     _accepted_ticket(market)
     for _ in range(notifications.MAX_ATTEMPTS - 1):
         _due_now()
-        assert _run(retry_merchant_notifications_job) == {"unavailable": 1}
+        assert run_notifications_job(retry_merchant_notifications_job) == {"unavailable": 1}
 
     [row] = all_notifications()
     assert (row.status, row.attempts, row.next_dt) == (NotificationStatus.failed, 6, None)
-    assert _run(retry_merchant_notifications_job) == {}
+    assert run_notifications_job(retry_merchant_notifications_job) == {}
     assert notifications.deliver_notification(row.id) == "failed"
     assert messages_to(subscribe, user.openid) == []
 
