@@ -10,7 +10,7 @@ from app.extensions import db
 from app.models.alerts import DeliveryStatus, FinanceAlert
 from app.services import alerts
 from app.services.exceptions import DomainError
-from app.views.wechatpay import PAGE_ROWS, _check_csrf, _helpers, _user_id
+from app.views.wechatpay import _check_csrf, _helpers, _paged, _user_id
 
 
 def unacknowledged_alert_count() -> int:
@@ -31,11 +31,11 @@ class FinanceAlertView(BaseView):
         stmt = sa.select(FinanceAlert).order_by(FinanceAlert.created_dt.desc(), FinanceAlert.id.desc())
         if not show_all:
             stmt = stmt.where(FinanceAlert.acknowledged_dt.is_(None))
-        rows = db.session.scalars(stmt.limit(PAGE_ROWS)).all()
+        rows, pager = _paged(stmt)
         return self.render_template(
             "alerts/index.html", title=_("Finance alerts"), rows=rows, show_all=show_all,
             channel_ready=alerts.channels_configured(), statuses=DeliveryStatus,
-            max_attempts=alerts.MAX_ATTEMPTS, **_helpers(),
+            max_attempts=alerts.MAX_ATTEMPTS, pager=pager, **_helpers(),
         )
 
     @expose("/<int:alert_id>/acknowledge", methods=["POST"])

@@ -15,11 +15,18 @@ from app.models.enums import PaymentMethod, PaymentStatus, RefundStatus
 from app.models.wechatpay import NotificationVerdict, PayNotification, PayOrder, PayOrderStatus, TradeBillMismatch
 from app.services import wechat_payments
 from app.services.exceptions import DomainError
-from app.services.payments import refundable_fen
+from app.services.payments import refundable_amounts, refundable_fen
 from app.utils.dates import format_local, today_local
 from app.utils.money import format_yuan, parse_yuan
 
 PAGE_ROWS = 200
+
+
+def _paged(stmt) -> tuple[list, dict]:
+    """One page (?page=N, PAGE_ROWS rows) of a Finance list, and the pager for the template."""
+    page = max(request.args.get("page", 1, type=int) or 1, 1)
+    rows = db.session.scalars(stmt.limit(PAGE_ROWS + 1).offset((page - 1) * PAGE_ROWS)).all()
+    return rows[:PAGE_ROWS], {"page": page, "has_next": len(rows) > PAGE_ROWS}
 
 
 def _helpers():
@@ -54,12 +61,12 @@ class PayOrderListView(BaseView):
     @has_access
     def index(self):
         status = request.args.get("status") or ""
-        stmt = sa.select(PayOrder).order_by(PayOrder.id.desc()).limit(PAGE_ROWS)
+        stmt = sa.select(PayOrder).order_by(PayOrder.id.desc())
         if status in PayOrderStatus.__members__:
             stmt = stmt.where(PayOrder.status == PayOrderStatus(status))
-        orders = db.session.scalars(stmt).all()
+        orders, pager = _paged(stmt)
         return self.render_template("wechatpay/orders.html", title=_("Online orders"), orders=orders,
-                                    status=status, statuses=PayOrderStatus, **_helpers())
+                                    status=status, statuses=PayOrderStatus, pager=pager, **_helpers())
 
 
 class PayNotificationListView(BaseView):
@@ -72,15 +79,15 @@ class PayNotificationListView(BaseView):
     @has_access
     def index(self):
         only = request.args.get("verdict") or ""
-        stmt = sa.select(PayNotification).order_by(PayNotification.id.desc()).limit(PAGE_ROWS)
+        stmt = sa.select(PayNotification).order_by(PayNotification.id.desc())
         if only in NotificationVerdict.__members__:
             stmt = stmt.where(PayNotification.verdict == NotificationVerdict(only))
-        records = db.session.scalars(stmt).all()
+        records, pager = _paged(stmt)
         open_suspicious = db.session.scalar(sa.select(sa.func.count(PayNotification.id)).where(
             PayNotification.verdict == NotificationVerdict.suspicious, PayNotification.resolved_dt.is_(None)))
         return self.render_template("wechatpay/notifications.html", title=_("Pay notifications"), records=records,
                                     verdict=only, verdicts=NotificationVerdict, open_suspicious=open_suspicious,
-                                    **_helpers())
+                                    pager=pager, **_helpers())
 
     @expose("/<int:record_id>/resolve", methods=["POST"])
     @has_access
@@ -109,9 +116,9 @@ class TradeBillMismatchView(BaseView):
         stmt = sa.select(TradeBillMismatch).order_by(TradeBillMismatch.bill_date.desc(), TradeBillMismatch.id)
         if not show_all:
             stmt = stmt.where(TradeBillMismatch.is_resolved.is_(False))
-        rows = db.session.scalars(stmt.limit(PAGE_ROWS)).all()
+        rows, pager = _paged(stmt)
         return self.render_template("wechatpay/mismatches.html", title=_("Reconciliation"), rows=rows,
-                                    show_all=show_all, today=today_local(), **_helpers())
+                                    show_all=show_all, today=today_local(), pager=pager, **_helpers())
 
     @expose("/check", methods=["POST"])
     @has_access
@@ -155,10 +162,10 @@ class WeChatRefundView(BaseView):
     @expose("/")
     @has_access
     def index(self):
-        refunds = db.session.scalars(
+        refunds, pager = _paged(
             sa.select(Refund).join(Payment, Payment.id == Refund.payment_id)
-            .where(Payment.method == PaymentMethod.wechat).order_by(Refund.id.desc()).limit(PAGE_ROWS)
-        ).all()
+            .where(Payment.method == PaymentMethod.wechat).order_by(Refund.id.desc())
+        )
         query = (request.args.get("q") or "").strip()
         stmt = (sa.select(Payment).where(Payment.method == PaymentMethod.wechat,
                                          Payment.status == PaymentStatus.succeeded)
@@ -169,8 +176,8 @@ class WeChatRefundView(BaseView):
                 Payment.out_trade_no.ilike(like), Payment.transaction_id.ilike(like), Merchant.name.ilike(like)))
         payments = db.session.scalars(stmt).all()
         return self.render_template("wechatpay/refunds.html", title=_("Refunds"), refunds=refunds,
-                                    payments=payments, query=query, refundable=refundable_fen,
-                                    processing=RefundStatus.processing, **_helpers())
+                                    payments=payments, query=query, refundable=refundable_amounts(payments),
+                                    processing=RefundStatus.processing, pager=pager, **_helpers())
 
     @expose("/new/<int:payment_id>", methods=["GET", "POST"])
     @has_access

@@ -83,3 +83,22 @@ def test_finance_resends_an_undelivered_alert_from_the_page(app, login_as, marke
     assert alert.wecom_status == DeliveryStatus.sent
     [message] = robot.wecom_messages()
     assert order.out_trade_no in message["content"] and "¥24.99" in message["content"]
+
+
+def test_the_list_pages_through_older_alerts(login_as, market, monkeypatch):
+    from app.models.alerts import AlertKind
+    from app.services import alerts
+    from app.views import wechatpay as wechatpay_views
+
+    for n in range(3):
+        alerts.raise_alert(AlertKind.trade_bill_mismatch, f"paging-{n}", "trade_bill_mismatches", n,
+                           f"对账差异 第{n}条", "差异说明")
+    db.session.commit()
+    monkeypatch.setattr(wechatpay_views, "PAGE_ROWS", 2)
+    client = login_as("finance")
+
+    first = client.get("/finance/alerts/").get_data(as_text=True)
+    assert "对账差异 第2条" in first and "对账差异 第1条" in first and "对账差异 第0条" not in first
+    assert "page=2" in first
+    second = client.get("/finance/alerts/?page=2").get_data(as_text=True)
+    assert "对账差异 第0条" in second and "对账差异 第2条" not in second and "page=1" in second
