@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import io
-from datetime import datetime
 from decimal import Decimal
 
 from flask import abort, request, send_file
@@ -21,7 +20,7 @@ from app.extensions import db
 from app.models.enums import LabeledEnum
 from app.services.scope import ZoneScopeFilter, ZoneScopeViolation
 from app.services.exports import export_query_xlsx, is_money_column
-from app.utils.dates import format_local
+from app.utils.dates import format_local, now_utc
 from app.utils.money import fen_to_yuan_str, format_yuan, format_yuan_rate, parse_yuan, parse_yuan_rate
 
 
@@ -268,7 +267,7 @@ class ScopedModelView(ModelView):
         buf = io.BytesIO()
         export_query_xlsx(buf, str(self.list_title), columns, labels, items)
         buf.seek(0)
-        stamp = datetime.now().strftime("%Y%m%d-%H%M")
+        stamp = format_local(now_utc(), "%Y%m%d-%H%M")  # Beijing time, like the rest of the back office
         name = f"{self.__class__.__name__.removesuffix('View').lower()}-{stamp}.xlsx"
         return send_file(
             buf,
